@@ -1,0 +1,179 @@
+"""Problem catalogue (SPEC §3): exact solutions, closed-form source terms, boundary factors.
+
+Every quantity is O(d) per point and is written in closed form; nothing here differentiates over d.
+Notation: ``x`` has shape (N, d), ``s = |x|²``, ``E = x·∇`` (Euler operator).
+
+Two-body core   g2(x) = Σ_{i<d} c_i sin φ_i,     φ_i = x_i + cos x_{i+1} + x_{i+1} cos x_i
+Three-body core g3(x) = Σ_{i<d−1} c_i exp ψ_i,   ψ_i = x_i x_{i+1} x_{i+2}
+The exact solution is ``u* = h(s) · g`` with a radial factor ``h`` (the boundary factor times a scale).
+For a radial ``h(s)``:  Δ(h F) = h ΔF + 4 h' E F + (2 d h' + 4 s h'') F.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+# name -> (body, domain, operator)
+CATALOGUE: dict[str, tuple[str, str, str]] = {
+    "poisson_two_body": ("two", "ball", "poisson"),
+    "allen_cahn_two_body": ("two", "ball", "allen_cahn"),
+    "sine_gordon_two_body": ("two", "ball", "sine_gordon"),
+    "sine_gordon_three_body": ("three", "ball", "sine_gordon"),
+    "biharmonic_three_body": ("three", "annulus", "biharmonic"),
+    "sine_gordon_two_body_scaled": ("two", "ball_sqrt_d", "sine_gordon"),
+}
+PROBLEM_NAMES = tuple(CATALOGUE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One PDE instance: ``A[u] = f`` on a radial domain, u = 0 on its boundary.
+
+    ``c`` holds the coefficients (length d−1 two-body, d−2 three-body); ``scale`` multiplies the exact
+    solution (d^{-1/2} on the scaled ball, else 1). ``boundary_poly`` are the coefficients (b0, b1, b2)
+    of the boundary factor B(s) = b0 + b1 s + b2 s² that the network output is multiplied by.
+    """
+
+    name: str
+    dim: int
+    body: str
+    domain: str
+    operator: str
+    c: Tensor
+
+    @property
+    def r_interval(self) -> tuple[float, float]:
+        return {"ball": (0.0, 1.0), "annulus": (1.0, 2.0), "ball_sqrt_d": (0.0, math.sqrt(self.dim))}[
+            self.domain
+        ]
+
+    @property
+    def order(self) -> int:
+        """Highest spatial derivative order of the operator (2 or 4)."""
+        return 4 if self.operator == "biharmonic" else 2
+
+    @property
+    def boundary_poly(self) -> tuple[float, float, float]:
+        if self.domain == "ball":
+            return (1.0, -1.0, 0.0)
+        if self.domain == "annulus":  # (1−s)(4−s)
+            return (4.0, -5.0, 1.0)
+        return (1.0, -1.0 / self.dim, 0.0)  # ball of radius √d
+
+    @property
+    def scale(self) -> float:
+        return 1.0 / math.sqrt(self.dim) if self.domain == "ball_sqrt_d" else 1.0
+
+    # -- radial factor h(s) = scale·B(s) and its s-derivatives -------------------------------------------
+    def _h(self, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        b0, b1, b2 = self.boundary_poly
+        k = self.scale
+        return k * (b0 + b1 * s + b2 * s * s), k * (b1 + 2 * b2 * s), k * 2 * b2 + 0 * s
+
+    def boundary(self, x: Tensor) -> Tensor:
+        """B(x), shape (N,). Zero on the boundary of the domain."""
+        b0, b1, b2 = self.boundary_poly
+        s = (x * x).sum(-1)
+        return b0 + b1 * s + b2 * s * s
+
+    # -- core functions and their Euler/Laplace derivatives (all shape (N,)) -----------------------------
+    def _core(self, x: Tensor) -> dict[str, Tensor]:
+        c = self.c.to(x)
+        if self.body == "two":
+            a, b = x[:, :-1], x[:, 1:]
+            ca, sa, cb, sb = torch.cos(a), torch.sin(a), torch.cos(b), torch.sin(b)
+            phi = a + cb + b * ca
+            sp, cp = torch.sin(phi), torch.cos(phi)
+            da = 1 - b * sa  # ∂φ/∂x_i
+            db = ca - sb  # ∂φ/∂x_{i+1}
+            lap_phi = -b * ca - cb
+            g = sp @ c
+            eg = (cp * (a * da + b * db)) @ c
+            lap = (cp * lap_phi - sp * (da * da + db * db)) @ c
+            return {"g": g, "Eg": eg, "lap": lap}
+        a, b, w = x[:, :-2], x[:, 1:-1], x[:, 2:]
+        psi = a * b * w
+        e = torch.exp(psi)
+        q = (b * w) ** 2 + (a * w) ** 2 + (a * b) ** 2  # |∇ψ|², homogeneous of degree 4
+        r2 = a * a + b * b + w * w
+        out = {
+            "g": e @ c,
+            "Eg": (3 * psi * e) @ c,  # ψ homogeneous of degree 3
+            "EEg": ((9 * psi + 9 * psi * psi) * e) @ c,
+            "lap": (q * e) @ c,  # Δe^ψ = e^ψ |∇ψ|² since Δψ = 0
+        }
+        if self.operator == "biharmonic":
+            out["Elap"] = (q * (3 * psi + 4) * e) @ c
+            out["bilap"] = ((q * q + 8 * psi * r2 + 4 * r2) * e) @ c
+        return out
+
+    def u_exact(self, x: Tensor) -> Tensor:
+        """u*(x) = scale·B(s)·g(x), shape (N,)."""
+        return self._h((x * x).sum(-1))[0] * self._core(x)["g"]
+
+    def laplacian_exact(self, x: Tensor) -> Tensor:
+        """Δu*(x), shape (N,), by Δ(hF) = hΔF + 4h'EF + (2dh' + 4sh'')F."""
+        s = (x * x).sum(-1)
+        h, h1, h2 = self._h(s)
+        k = self._core(x)
+        return h * k["lap"] + 4 * h1 * k["Eg"] + (2 * self.dim * h1 + 4 * s * h2) * k["g"]
+
+    def bilaplacian_exact(self, x: Tensor) -> Tensor:
+        """Δ²u*(x), shape (N,), three-body annulus only.
+
+        Δ²(hg) = Δ(hΔg) + Δ(4h'Eg) + Δ((2dh' + 4sh'')g), each term by the radial product rule, with
+        Δ(Eg) = EΔg + 2Δg and E(Eg) from the homogeneity of ψ; h is a quadratic in s so h''' = 0.
+        """
+        if self.body != "three":
+            raise NotImplementedError("Δ²u* is implemented for the three-body core")
+        s = (x * x).sum(-1)
+        h, h1, h2 = self._h(s)
+        k = self._core(x)
+        d = self.dim
+        g, eg, eeg, lap, elap, bilap = k["g"], k["Eg"], k["EEg"], k["lap"], k["Elap"], k["bilap"]
+        lap_eg = elap + 2 * lap
+        # term 1: h·Δg
+        t1 = h * bilap + 4 * h1 * elap + (2 * d * h1 + 4 * s * h2) * lap
+        # term 2: (4h')·Eg, with (4h')' = 4h'', (4h')'' = 0
+        t2 = 4 * h1 * lap_eg + 16 * h2 * eeg + (2 * d * 4 * h2) * eg
+        # term 3: m(s)·g with m = 2dh' + 4sh'', m' = 2dh'' + 4h'' (h''' = 0), m'' = 0
+        m, m1 = 2 * d * h1 + 4 * s * h2, (2 * d + 4) * h2
+        t3 = m * lap + 4 * m1 * eg + (2 * d * m1) * g
+        return t1 + t2 + t3
+
+    def nonlinearity(self, u: Tensor) -> Tensor:
+        """The zeroth-order part F(u) of A[u] = (Δ or Δ²)u + F(u)."""
+        if self.operator == "allen_cahn":
+            return u - u**3
+        if self.operator == "sine_gordon":
+            return torch.sin(u)
+        return torch.zeros_like(u)
+
+    def source(self, x: Tensor) -> Tensor:
+        """f(x) = A[u*](x), shape (N,)."""
+        if self.operator == "biharmonic":
+            return self.bilaplacian_exact(x)
+        return self.laplacian_exact(x) + self.nonlinearity(self.u_exact(x))
+
+
+def make_problem(
+    name: str, d: int, seed: int = 0, c: Tensor | None = None, dtype: torch.dtype = torch.float64
+) -> Problem:
+    """Build a catalogue problem; ``c`` overrides the seeded coefficients ``c_i ~ N(0, 1)``."""
+    if name not in CATALOGUE:
+        raise ValueError(f"unknown problem {name!r}; known: {', '.join(PROBLEM_NAMES)}")
+    body, domain, operator = CATALOGUE[name]
+    n_c = d - 1 if body == "two" else d - 2
+    if n_c < 1:
+        raise ValueError(f"{name} needs dim ≥ {3 if body == 'three' else 2}")
+    if c is None:
+        gen = torch.Generator().manual_seed(int(seed))
+        c = torch.randn(n_c, generator=gen, dtype=torch.float64)
+    c = torch.as_tensor(c, dtype=torch.float64)
+    if c.shape != (n_c,):
+        raise ValueError(f"{name} at d={d} needs {n_c} coefficients, got {tuple(c.shape)}")
+    return Problem(name, d, body, domain, operator, c.to(dtype))

@@ -1,0 +1,399 @@
+"""The SDZE zeroth-order engine (SPEC §2.2–2.5, §2.7): evaluate seeded perturbations, apply (seed, δ).
+
+One step t on worker w:
+1. ``evaluate(t, w)``: draw the step's common random numbers (points X, spatial directions ξ) from
+   ``seed(job, "batch", t, w)``; share W₁X and W₁ξ (and VᵀX, Vᵀξ) across all 2q evaluations; for each
+   k < q draw the perturbation ``Z_k`` from ``seed(job, "pert", t, w, k)`` and measure
+   δ_k = [L(θ+εZ_k) − L(θ−εZ_k)]/(2ε)   (two-point, CRNS)   or   δ_k = ⟨∇L, Z_k⟩ by forward-mode JVP.
+2. ``apply(t, reports)``: every worker receives the same list of (worker, k, δ) and regenerates each Z_k
+   from its seed. With δ̃ = clip(δ / RMS(δ)) and η_t the scheduled rate, per layer
+   C ← C − η_t · momentum((1/Q) Σ δ̃_k S_k), Q = total probes; the low-rank update lives in r×r
+   coordinates (W_eff = W + U C Vᵀ) and is folded into W when the bases refresh (annealed lazy schedule).
+   The output layer is perturbed densely, or solved by damped Gauss–Newton from the step's jets.
+Replicas stay identical because ``apply`` is a deterministic function of the reports (sorted).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .config import SolverConfig, ZOConfig
+from .model import MLP
+from .problems import Problem
+from .residual import StepBatch, make_batch, residual, u_jet
+from .schedule import LinearDecay
+from .seeds import derive, generator
+from .subspace import DataBasis, random_basis
+from .taylor import FirstLayer, LowRank, hidden_jet, jet_mul
+
+
+@dataclass
+class WorkerReport:
+    """What one worker contributes to a step: its (k, δ) probes, its CRN loss, optional GN statistics.
+
+    ``gn`` = (JᵀJ/N, JᵀR/N) for the output layer's Gauss–Newton solve ((h+1)² + (h+1) floats, independent
+    of d and of the hidden parameter count); ``None`` unless ``last_layer == "solve"``.
+    """
+
+    worker: int
+    probes: list[tuple[int, float]]
+    loss: float
+    gn: tuple[Tensor, Tensor] | None = None
+
+    def payload_bytes(self) -> int:
+        """Bytes this report puts on the wire: 4-byte k and δ per probe, the loss, the GN statistics."""
+        n = 8 * len(self.probes) + 4 + 8
+        if self.gn is not None:
+            n += 4 * (self.gn[0].numel() + self.gn[1].numel())
+        return n
+
+
+@dataclass
+class _Layer:
+    """Subspace state of one hidden weight matrix W (m × n)."""
+
+    U: Tensor
+    V: Tensor | None  # None for the data-aligned first layer (basis rebuilt every step)
+    C: Tensor
+    mom: Tensor
+
+
+@dataclass
+class _StepCtx:
+    batch: StepBatch
+    first: FirstLayer | None
+    data_basis: DataBasis | None
+    x_v: Tensor | None = None  # Vᵀx for a random first-layer basis
+    d_v: Tensor | None = None
+
+
+@dataclass
+class SDZEEngine:
+    problem: Problem
+    model: MLP
+    solver: SolverConfig
+    job_seed: int
+    schedule: LinearDecay
+    dtype: torch.dtype = torch.float32
+    device: str = "cpu"
+    layers: list[_Layer] = field(default_factory=list)
+    last_mom: Tensor | None = None
+    rms2: float = 0.0
+    gn_A: Tensor | None = None
+    refresh_index: int = 0
+    next_refresh: int = 0
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        if cfg.perturbation not in ("subspace", "full"):
+            raise ValueError(f"unknown perturbation {cfg.perturbation!r}")
+        if cfg.gradient == "forward" and cfg.perturbation == "full":
+            raise ValueError("forward-mode gradients need subspace perturbations")
+        h = self.model.width
+        self.last_mom = torch.zeros(h + 1, dtype=self.dtype, device=self.device)
+        if cfg.perturbation == "subspace":
+            self._draw_bases()
+
+    @property
+    def cfg(self) -> ZOConfig:
+        return self.solver.zo
+
+    # ----------------------------------------------------------------------------------------- bases
+    def _draw_bases(self) -> None:
+        """Fold C into W and draw fresh bases from seed(job, "basis", j, l) (refresh j)."""
+        cfg, m = self.cfg, self.model
+        old = self.layers
+        self.layers = []
+        for l in range(m.depth - 1):
+            W = m.W[l]
+            if old and old[l].V is not None:
+                W.addmm_(old[l].U @ old[l].C, old[l].V.t())
+            gen = generator(derive(self.job_seed, "basis", self.refresh_index, l), self.device)
+            data = l == 0 and cfg.w1_basis == "data"
+            r_out = cfg.w1_rank_out if l == 0 else cfg.rank
+            U = random_basis(W.shape[0], r_out, gen, self.dtype, self.device)
+            V = None if data else random_basis(W.shape[1], cfg.rank, gen, self.dtype, self.device)
+            r_in = 0 if data else V.shape[1]
+            C = torch.zeros(U.shape[1], r_in, dtype=self.dtype, device=self.device)
+            self.layers.append(_Layer(U, V, C, torch.zeros_like(C)))
+        K = min(cfg.refresh_max, math.ceil(cfg.refresh_every * cfg.refresh_growth**self.refresh_index))
+        self.next_refresh += max(1, K)
+        self.refresh_index += 1
+
+    def fold(self) -> None:
+        """Fold every pending C into W (W ← W + U C Vᵀ) without changing bases; exact-model export."""
+        for lay, W in zip(self.layers, self.model.W, strict=False):
+            if lay.V is not None and lay.C.abs().sum() > 0:
+                W.addmm_(lay.U @ lay.C, lay.V.t())
+                lay.C.zero_()
+
+    def lowrank_terms(self, x: Tensor) -> list[LowRank | None]:
+        """The pending W_eff − W = U C Vᵀ as low-rank terms for a plain forward at points x."""
+        out: list[LowRank | None] = []
+        for lay in self.layers:
+            out.append(None if lay.V is None else LowRank(lay.V, lay.U @ lay.C))
+        return out
+
+    # ---------------------------------------------------------------------------------------- batches
+    def batch_seed(self, step: int, worker: int) -> int:
+        return derive(self.job_seed, "batch", step, worker)
+
+    def make_batch(self, step: int, worker: int) -> StepBatch:
+        s = self.solver
+        gen = generator(self.batch_seed(step, worker), self.device)
+        return make_batch(self.problem, s.batch_size, s.estimator, s.samples, gen, self.dtype, self.device)
+
+    def _context(self, batch: StepBatch, first: bool = True) -> _StepCtx:
+        m = self.model
+        data = DataBasis.build(batch.x, batch.dirs) if self.layers and self.layers[0].V is None else None
+        ctx = _StepCtx(batch, FirstLayer.compute(m.W[0], m.b[0], batch.x, batch.dirs) if first else None, data)
+        if self.layers and self.layers[0].V is not None:
+            ctx.x_v = batch.x @ self.layers[0].V
+            ctx.d_v = batch.dirs.project(self.layers[0].V.t())
+        return ctx
+
+    # ----------------------------------------------------------------------------------- perturbations
+    def _draw(self, step: int, worker: int, k: int, ctx: _StepCtx) -> dict[str, Tensor | list]:
+        """Regenerate Z_k from seed(job, "pert", t, w, k): per-layer S, optional biases, output layer."""
+        gen = generator(derive(self.job_seed, "pert", step, worker, k), self.device)
+        cfg, m = self.cfg, self.model
+        S = []
+        for l, lay in enumerate(self.layers):
+            r_in = ctx.data_basis.rank if (l == 0 and lay.V is None) else lay.V.shape[1]
+            S.append(torch.randn(lay.U.shape[1], r_in, generator=gen, dtype=self.dtype, device=self.device))
+        hb = []
+        if cfg.perturb_hidden_bias:
+            hb = [torch.randn(m.b[l].shape, generator=gen, dtype=self.dtype, device=self.device) for l in range(m.depth - 1)]
+        last = torch.randn(m.width + 1, generator=gen, dtype=self.dtype, device=self.device)
+        return {"S": S, "hb": hb, "last": last}
+
+    def _loss(self, ctx: _StepCtx, z: dict | None, eps: Tensor | float, batch: StepBatch | None = None):
+        """L(θ_eff + eps·Z) on the step's common random numbers, with the implicit low-rank forward."""
+        m, cfg = self.model, self.cfg
+        batch = batch or ctx.batch
+        lowrank: list[LowRank | None] = []
+        for l, lay in enumerate(self.layers):
+            if lay.V is None:  # data-aligned first layer: only the perturbation lives in the basis
+                if z is None:
+                    lowrank.append(None)
+                    continue
+                M = lay.U @ (eps * z["S"][0])
+                lowrank.append(LowRank(V=None, M=M, xv=ctx.data_basis.xv, dv=ctx.data_basis.dv))
+                continue
+            Ceff = lay.C if z is None else lay.C + eps * z["S"][l]
+            M = lay.U @ Ceff
+            if l == 0:
+                lowrank.append(LowRank(lay.V, M, xv=ctx.x_v, dv=ctx.d_v))
+            else:
+                lowrank.append(LowRank(lay.V, M))
+        dense = None
+        if z is not None and z["hb"]:
+            dense = [(None, eps * z["hb"][l]) for l in range(m.depth - 1)]
+        w, b = m.W[-1], m.b[-1]
+        if z is not None and cfg.last_layer == "dense":
+            w = w + eps * z["last"][:-1].unsqueeze(0)
+            b = b + eps * z["last"][-1:]
+        first = ctx.first if batch is ctx.batch else FirstLayer.compute(m.W[0], m.b[0], batch.x, batch.dirs)
+        if batch is not ctx.batch and lowrank and lowrank[0] is not None and self.layers[0].V is not None:
+            lowrank[0] = LowRank(self.layers[0].V, lowrank[0].M, batch.x @ self.layers[0].V,
+                                 batch.dirs.project(self.layers[0].V.t()))
+        phi = hidden_jet(first, m.W[1:-1], m.b[1:-1], self.problem.order, lowrank, dense)
+        u = u_jet(batch, phi, w, b)
+        return residual(self.problem, batch, u).square().mean(), phi, u
+
+    # ---------------------------------------------------------------------------------------- evaluate
+    @torch.no_grad()
+    def evaluate(self, step: int, worker: int = 0) -> WorkerReport:
+        """Measure δ_k for this worker's q seeded perturbations on its own CRN batch."""
+        cfg = self.cfg
+        batch = self.make_batch(step, worker)
+        if cfg.perturbation == "full":
+            return self._evaluate_full(step, worker, batch)
+        ctx = self._context(batch)
+        probes: list[tuple[int, float]] = []
+        losses: list[float] = []
+        for k in range(cfg.q):
+            z = self._draw(step, worker, k, ctx)
+            if cfg.gradient == "forward":
+                def f(e, z=z):
+                    return self._loss(ctx, z, e)[0]
+                primal, tangent = torch.func.jvp(f, (torch.zeros((), dtype=self.dtype),), (torch.ones((), dtype=self.dtype),))
+                probes.append((k, float(tangent)))
+                losses.append(float(primal))
+                continue
+            if cfg.crns:
+                lp = self._loss(ctx, z, cfg.eps)[0]
+                lm = self._loss(ctx, z, -cfg.eps)[0]
+            else:  # independent spatial randomness per evaluation: the O(1/ε²) variance ablation
+                lp = self._loss(ctx, z, cfg.eps, self._redraw_dirs(batch, step, worker, k, 0))[0]
+                lm = self._loss(ctx, z, -cfg.eps, self._redraw_dirs(batch, step, worker, k, 1))[0]
+            probes.append((k, float((lp - lm) / (2 * cfg.eps))))
+            losses.append(0.5 * float(lp + lm))
+        gn = self._gn_stats(ctx) if cfg.last_layer == "solve" else None
+        loss = sum(losses) / len(losses) if losses else float("nan")
+        return WorkerReport(worker, probes, loss, gn)
+
+    def _redraw_dirs(self, batch: StepBatch, step: int, worker: int, k: int, sign: int) -> StepBatch:
+        from .estimators import sample_directions
+        from .taylor import boundary_jet
+
+        s = self.solver
+        gen = generator(derive(self.job_seed, "xi", step, worker, k, sign), self.device)
+        dirs = sample_directions(s.estimator, self.problem.dim, s.samples, self.problem.order, gen, self.dtype, self.device)
+        return StepBatch(batch.x, batch.f, dirs, boundary_jet(self.problem.boundary_poly, batch.x, dirs, self.problem.order))
+
+    def _gn_stats(self, ctx: _StepCtx) -> tuple[Tensor, Tensor]:
+        """Gauss–Newton statistics of the output layer: J (N × (h+1)) with
+        J_nj = Â[B φ_j](x_n) + F'(u_n) B(x_n) φ_j(x_n) (φ_{h} ≡ 1), returns (JᵀJ/N, JᵀR/N)."""
+        loss, phi, u = self._loss(ctx, None, 0.0)
+        batch = ctx.batch
+        dirs, k = batch.dirs, self.problem.order
+        ones = [torch.ones_like(phi[0][..., :1])] + [None] * (len(phi) - 1)
+        feats = [torch.cat([p, o if o is not None else torch.zeros_like(p[..., :1])], -1) if p is not None else None
+                 for p, o in zip(phi, ones, strict=True)]
+        bj = [c.unsqueeze(-1) if c is not None else None for c in batch.bjet]
+        prod = jet_mul(bj, feats)
+        op = prod[k].sum(1) * (dirs.weight * math.factorial(k))  # (N, h+1)
+        Bphi = prod[0][:, 0, :]  # (N, h+1)
+        u0 = u[0][:, 0]
+        if self.problem.operator == "sine_gordon":
+            op = op + torch.cos(u0).unsqueeze(1) * Bphi
+        elif self.problem.operator == "allen_cahn":
+            op = op + (1 - 3 * u0 * u0).unsqueeze(1) * Bphi
+        R = residual(self.problem, batch, u)
+        N = R.shape[0]
+        return op.t() @ op / N, op.t() @ R / N
+
+    def _evaluate_full(self, step: int, worker: int, batch: StepBatch) -> WorkerReport:
+        """MeZO-style: perturb every parameter densely in place (θ ± εZ), nothing shared across evaluations."""
+        cfg, m = self.cfg, self.model
+        probes, losses = [], []
+        for k in range(cfg.q):
+            seed = derive(self.job_seed, "pert", step, worker, k)
+            vals = []
+            for sign in (1.0, -2.0, 1.0):
+                self._perturb_full(seed, sign * cfg.eps)
+                if len(vals) < 2:
+                    ctx = _StepCtx(batch, FirstLayer.compute(m.W[0], m.b[0], batch.x, batch.dirs), None)
+                    b = batch if cfg.crns else self._redraw_dirs(batch, step, worker, k, len(vals))
+                    vals.append(self._loss(ctx, None, 0.0, b if b is not batch else None)[0])
+            probes.append((k, float((vals[0] - vals[1]) / (2 * cfg.eps))))
+            losses.append(0.5 * float(vals[0] + vals[1]))
+        return WorkerReport(worker, probes, sum(losses) / len(losses))
+
+    def _perturb_full(self, seed: int, scale: float) -> None:
+        gen = generator(seed, self.device)
+        for p in self.model.params():
+            p.add_(torch.randn(p.shape, generator=gen, dtype=self.dtype, device=self.device), alpha=scale)
+
+    # ------------------------------------------------------------------------------------------- apply
+    @torch.no_grad()
+    def apply(self, step: int, reports: list[WorkerReport]) -> float:
+        """Apply the gathered probes of step t (identical on every worker). Returns the mean CRN loss."""
+        cfg, m = self.cfg, self.model
+        reports = sorted(reports, key=lambda r: r.worker)
+        deltas = torch.tensor([d for r in reports for _, d in r.probes], dtype=torch.float64)
+        Q = len(deltas)
+        ms = float(deltas.square().mean())
+        if not math.isfinite(ms):
+            raise FloatingPointError(f"non-finite directional derivative at step {step}")
+        self.rms2 = ms if self.rms2 == 0.0 else cfg.rms_beta * self.rms2 + (1 - cfg.rms_beta) * ms
+        coef = (deltas / math.sqrt(self.rms2 + 1e-30)).clamp_(-cfg.clip, cfg.clip)
+        lr = self.schedule(step)
+        if cfg.perturbation == "full":
+            for i, (r, (k, _)) in enumerate((r, p) for r in reports for p in r.probes):
+                self._perturb_full(derive(self.job_seed, "pert", step, r.worker, k), -lr * float(coef[i]) / Q)
+        else:
+            self._apply_subspace(step, reports, coef, Q, lr)
+        if cfg.last_layer == "solve":
+            self._apply_gn(reports)
+        if cfg.perturbation == "subspace" and step + 1 >= self.next_refresh:
+            self._draw_bases()
+        return sum(r.loss for r in reports) / len(reports)
+
+    def _apply_subspace(self, step: int, reports: list[WorkerReport], coef: Tensor, Q: int, lr: float) -> None:
+        cfg, m = self.cfg, self.model
+        G = [torch.zeros_like(lay.C) for lay in self.layers]
+        g_last = torch.zeros_like(self.last_mom)
+        g_hb = [torch.zeros_like(m.b[l]) for l in range(m.depth - 1)]
+        i = 0
+        for r in reports:
+            ctx_batch = self.make_batch(step, r.worker) if self.layers[0].V is None else None
+            ctx = _StepCtx(ctx_batch, None, DataBasis.build(ctx_batch.x, ctx_batch.dirs)) if ctx_batch else _StepCtx(None, None, None)
+            A1 = None
+            for k, _ in r.probes:
+                c = float(coef[i]) / Q
+                i += 1
+                z = self._draw(step, r.worker, k, ctx)
+                for l in range(len(self.layers)):
+                    if l == 0 and self.layers[0].V is None:
+                        A1 = c * z["S"][0] if A1 is None else A1.add_(z["S"][0], alpha=c)
+                    else:
+                        G[l].add_(z["S"][l], alpha=c)
+                g_last.add_(z["last"], alpha=c)
+                for l, hb in enumerate(z["hb"]):
+                    g_hb[l].add_(hb, alpha=c)
+            if A1 is not None:  # data-aligned first layer: fold this worker's update into W₁ now
+                ctx.data_basis.fold(m.W[0], self.layers[0].U @ (-lr * A1), ctx_batch.x, ctx_batch.dirs)
+        beta = cfg.momentum
+        for l, lay in enumerate(self.layers):
+            if lay.V is None:
+                continue
+            lay.mom.mul_(beta).add_(G[l])
+            lay.C.add_(lay.mom, alpha=-lr)
+        for l, g in enumerate(g_hb):
+            if cfg.perturb_hidden_bias:
+                m.b[l].add_(g, alpha=-lr)
+        if cfg.last_layer == "dense":
+            self.last_mom.mul_(beta).add_(g_last)
+            step_last = self.last_mom * (-lr * cfg.lr_last_mult)
+            m.W[-1].add_(step_last[:-1].unsqueeze(0))
+            m.b[-1].add_(step_last[-1:])
+
+    def _apply_gn(self, reports: list[WorkerReport]) -> None:
+        cfg, m = self.cfg, self.model
+        JtJ = sum(r.gn[0] for r in reports) / len(reports)
+        JtR = sum(r.gn[1] for r in reports) / len(reports)
+        self.gn_A = JtJ.clone() if self.gn_A is None else self.gn_A.mul_(cfg.gn_beta).add_(JtJ, alpha=1 - cfg.gn_beta)
+        A = self.gn_A.double()
+        lam = cfg.gn_damping * float(torch.diagonal(A).mean()) + 1e-12
+        delta = torch.linalg.solve(A + lam * torch.eye(A.shape[0], dtype=A.dtype), JtR.double()).to(self.dtype)
+        delta.mul_(-cfg.gn_step)
+        m.W[-1].add_(delta[:-1].unsqueeze(0))
+        m.b[-1].add_(delta[-1:])
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Tensor]:
+        sd: dict[str, Tensor] = {
+            "rms2": torch.tensor(self.rms2, dtype=torch.float64),
+            "refresh_index": torch.tensor(self.refresh_index),
+            "next_refresh": torch.tensor(self.next_refresh),
+            "last_mom": self.last_mom,
+        }
+        if self.gn_A is not None:
+            sd["gn_A"] = self.gn_A
+        for l, lay in enumerate(self.layers):
+            sd[f"layer{l}.U"] = lay.U
+            sd[f"layer{l}.C"] = lay.C
+            sd[f"layer{l}.mom"] = lay.mom
+            if lay.V is not None:
+                sd[f"layer{l}.V"] = lay.V
+        return sd
+
+    def load_state_dict(self, sd: dict[str, Tensor]) -> None:
+        self.rms2 = float(sd["rms2"])
+        self.refresh_index = int(sd["refresh_index"])
+        self.next_refresh = int(sd["next_refresh"])
+        self.last_mom = sd["last_mom"].clone()
+        self.gn_A = sd["gn_A"].clone() if "gn_A" in sd else None
+        self.layers = []
+        l = 0
+        while f"layer{l}.U" in sd:
+            V = sd.get(f"layer{l}.V")
+            self.layers.append(_Layer(sd[f"layer{l}.U"].clone(), None if V is None else V.clone(),
+                                      sd[f"layer{l}.C"].clone(), sd[f"layer{l}.mom"].clone()))
+            l += 1

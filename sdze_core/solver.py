@@ -1,0 +1,224 @@
+"""A solve in one process: problem + network + engine for a ``RunConfig``, behind the step API.
+
+``LocalExecutor`` is what the trainer loop drives (``step``, ``evaluate``, checkpoints, export); the Ray
+runner in ``worker/`` implements the same protocol with a group of actors, reusing the engines unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .baselines import AdamEngine
+from .config import FIRST_ORDER_METHODS, RunConfig
+from .evaluation import evaluate
+from .model import MLP
+from .problems import Problem, make_problem
+from .sampling import TestSet
+from .schedule import LinearDecay
+from .sdze import SDZEEngine, WorkerReport
+from .seeds import derive
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float
+    comm_bytes: int = 0
+
+
+class Executor(Protocol):
+    """What the trainer loop needs from whatever runs the steps (one process or a Ray worker group)."""
+
+    def step(self, t: int) -> StepResult: ...
+    def evaluate(self) -> dict[str, float]: ...
+    def set_horizon(self, horizon: int) -> None: ...
+    def save_checkpoint(self, path: Path) -> None: ...
+    def load_checkpoint(self, path: Path) -> None: ...
+    def export(self, out_dir: Path) -> dict: ...
+    def close(self) -> None: ...
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def build_problem(cfg: RunConfig, dtype: torch.dtype = torch.float64) -> Problem:
+    return make_problem(cfg.problem.name, cfg.problem.dim, seed=cfg.problem.seed, dtype=dtype)
+
+
+def test_set(cfg: RunConfig, problem: Problem) -> TestSet:
+    return TestSet(problem, cfg.eval.test_points, derive(cfg.seed, "testset", cfg.problem.seed), cfg.eval.chunk)
+
+
+def initial_horizon(cfg: RunConfig) -> int:
+    return cfg.solver.steps if cfg.solver.steps is not None else 10**9
+
+
+class Solver:
+    """Problem, network and engine of one replica. ``engine`` is an SDZEEngine or an AdamEngine."""
+
+    def __init__(self, cfg: RunConfig, device: str | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(device or cfg.device)
+        self.dtype = DTYPES[cfg.dtype]
+        self.problem = build_problem(cfg)
+        m = cfg.model
+        self.model = MLP.init(cfg.problem.dim, m.width, m.depth, derive(cfg.seed, "init"), self.dtype, self.device)
+        s = cfg.solver
+        first_order = s.method in FIRST_ORDER_METHODS
+        lr0 = s.adam.lr if first_order else s.zo.lr
+        frac = s.adam.lr_final_frac if first_order else s.zo.lr_final_frac
+        self.schedule = LinearDecay(lr0, initial_horizon(cfg), frac)
+        cls = AdamEngine if first_order else SDZEEngine
+        self.engine = cls(self.problem, self.model, s, cfg.seed, self.schedule, self.dtype, self.device)
+
+    @property
+    def zeroth_order(self) -> bool:
+        return isinstance(self.engine, SDZEEngine)
+
+    # -- the two halves of an SDZE step (SPEC §2.5) ------------------------------------------------------
+    def evaluate_probes(self, t: int, worker: int = 0) -> WorkerReport:
+        return self.engine.evaluate(t, worker)
+
+    def apply_probes(self, t: int, reports: list[WorkerReport]) -> float:
+        return self.engine.apply(t, reports)
+
+    def local_step(self, t: int) -> float:
+        if self.zeroth_order:
+            return self.apply_probes(t, [self.evaluate_probes(t, 0)])
+        return self.engine.step(t)
+
+    # -- evaluation and export ------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        """u_θ(x) = B(x)·N(x) for x (n, d), including pending low-rank updates (W + U C Vᵀ)."""
+        m = self.model
+        x = x.to(self.device, self.dtype)
+        low = self.engine.lowrank_terms(x) if self.zeroth_order else [None] * (m.depth - 1)
+        h = x
+        for l in range(m.depth - 1):
+            z = torch.addmm(m.b[l], h, m.W[l].detach().t())
+            if low[l] is not None:
+                z = z + low[l].apply(h)
+            h = torch.tanh(z)
+        n = torch.addmm(m.b[-1], h, m.W[-1].detach().t())[:, 0]
+        return self.problem.boundary(x) * n
+
+    def evaluate_test(self) -> dict[str, float]:
+        return evaluate(self.problem, self.predict, test_set(self.cfg, self.problem), self.dtype, self.device)
+
+    def checksum(self) -> float:
+        with torch.no_grad():
+            return self.model.checksum()
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        sd = {f"model.{k}": v.detach() for k, v in self.model.state_dict().items()}
+        sd.update({f"engine.{k}": v for k, v in self.engine.state_dict().items()})
+        return {k: v.contiguous().cpu() for k, v in sd.items()}
+
+    def load_state_tensors(self, sd: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            for k, v in self.model.state_dict().items():
+                v.copy_(sd[f"model.{k}"])
+        self.engine.load_state_dict({k[7:]: v.to(self.device) for k, v in sd.items() if k.startswith("engine.")})
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Atomic: written to a temporary folder, then renamed over ``path``."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file(self.state_tensors(), str(tmp / "state.safetensors"))
+        (tmp / "schedule.json").write_text(json.dumps(self.schedule.state_dict()))
+        old = path.with_name(path.name + ".old")
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        if old.exists():
+            import shutil
+
+            shutil.rmtree(old)
+
+    def load_checkpoint(self, path: Path) -> None:
+        path = Path(path)
+        self.load_state_tensors(load_file(str(path / "state.safetensors")))
+        self.schedule.load_state_dict(json.loads((path / "schedule.json").read_text()))
+
+    def export(self, out_dir: Path) -> dict:
+        """Write model.safetensors (effective weights) and samples.npz; return facts for metrics.json."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if self.zeroth_order:
+            self.engine.fold()
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()},
+                  str(out_dir / "model.safetensors"),
+                  metadata={"problem": self.cfg.problem.name, "dim": str(self.cfg.problem.dim),
+                            "activation": "tanh", "output": "u(x) = B(x) * N(x)"})
+        write_samples(self, out_dir / "samples.npz")
+        return {"params": self.model.num_params()}
+
+
+def write_samples(solver: Solver, path: Path, max_floats: int = 20_000_000, head: int = 8) -> None:
+    """samples.npz: test points (or their first ``head`` coordinates and radii when too large),
+    prediction ``u_pred``, exact ``u_exact`` and boundary factor ``B``."""
+    cfg = solver.cfg
+    ts = test_set(cfg, solver.problem)
+    n = min(cfg.eval.sample_points, ts.n)
+    xs, xh, rs, up, ue, bs = [], [], [], [], [], []
+    full = n * cfg.problem.dim <= max_floats
+    got = 0
+    for x in ts.chunks(torch.float64, solver.device):
+        x = x[: n - got]
+        got += x.shape[0]
+        (xs if full else xh).append((x if full else x[:, :head]).cpu().numpy())
+        rs.append(x.norm(dim=1).cpu().numpy())
+        up.append(solver.predict(x).double().cpu().numpy())
+        ue.append(solver.problem.u_exact(x).cpu().numpy())
+        bs.append(solver.problem.boundary(x).cpu().numpy())
+        if got >= n:
+            break
+    arrays = {"u_pred": np.concatenate(up), "u_exact": np.concatenate(ue), "B": np.concatenate(bs),
+              "r": np.concatenate(rs)}
+    arrays["x" if full else "x_head"] = np.concatenate(xs if full else xh)
+    np.savez_compressed(path, **arrays)
+
+
+class LocalExecutor:
+    """Runs every step in this process (one worker)."""
+
+    def __init__(self, cfg: RunConfig, device: str | None = None):
+        self.solver = Solver(cfg, device)
+
+    def step(self, t: int) -> StepResult:
+        return StepResult(self.solver.local_step(t), 0)
+
+    def evaluate(self) -> dict[str, float]:
+        return self.solver.evaluate_test()
+
+    def set_horizon(self, horizon: int) -> None:
+        self.solver.schedule.horizon = int(horizon)
+
+    def save_checkpoint(self, path: Path) -> None:
+        self.solver.save_checkpoint(path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        self.solver.load_checkpoint(path)
+
+    def export(self, out_dir: Path) -> dict:
+        return self.solver.export(out_dir)
+
+    def describe(self) -> dict:
+        return {"params": self.solver.model.num_params(), "device": self.solver.device}
+
+    def close(self) -> None:
+        pass

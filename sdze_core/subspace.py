@@ -1,0 +1,69 @@
+"""Per-layer subspaces for implicit low-rank perturbations (SPEC §2.3, §2.7).
+
+A weight W ∈ R^{m×n} is perturbed as ``U S Vᵀ`` with orthonormal U (m×r_out), V (n×r_in) and a small
+Gaussian S (r_out×r_in) per perturbation; ``(W + εUSVᵀ)x = Wx + εU(S(Vᵀx))`` is evaluated without forming
+the matrix. Two kinds of input basis V:
+- random: QR of a Gaussian n×r matrix drawn from a subspace seed (the published method);
+- data-aligned (first layer only): an orthonormal basis of span{x_1..x_N, v_1..v_S}, the step's points and
+  jet directions, which contains the row space of ∂L/∂W₁. It is represented implicitly through the batch's
+  Gram matrix G = XᵀX = QΛQᵀ as V = X T with T = Q Λ^{-1/2} (m × m'), so Vᵀx_n = Tᵀ G[:, n] and no d×m QR
+  is ever taken; every worker can rebuild it from the batch seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .estimators import Directions
+
+
+def random_basis(n: int, r: int, gen: torch.Generator, dtype=torch.float32, device="cpu") -> Tensor:
+    """An orthonormal n×r basis (r ≤ n): QR of a Gaussian matrix drawn from ``gen``."""
+    r = min(r, n)
+    g = torch.randn(n, r, generator=gen, dtype=dtype, device=device)
+    q, rr = torch.linalg.qr(g)
+    return q * torch.sign(torch.diagonal(rr)).unsqueeze(0)  # unique QR: positive diagonal
+
+
+@dataclass(frozen=True)
+class DataBasis:
+    """V = [x_1..x_N, v_1..v_S] T, orthonormal (d × m'). ``xv`` = Vᵀx (N, m'), ``dv`` = Vᵀv (S, m')."""
+
+    T: Tensor  # (m, m')
+    xv: Tensor
+    dv: Tensor
+
+    @property
+    def rank(self) -> int:
+        return int(self.T.shape[1])
+
+    @staticmethod
+    def build(x: Tensor, dirs: Directions, rel_tol: float = 1e-6) -> DataBasis:
+        N = x.shape[0]
+        xx = x @ x.t()
+        xd = dirs.dot(x)  # (N, S)
+        if dirs.idx is not None:
+            dd = torch.eye(dirs.count, dtype=x.dtype, device=x.device)
+            # repeated coordinates cannot occur (sampled without replacement)
+        else:
+            v = dirs.vecs.to(x.dtype)
+            dd = v @ v.t()
+        G = torch.cat([torch.cat([xx, xd], 1), torch.cat([xd.t(), dd], 1)], 0).double()
+        lam, Q = torch.linalg.eigh(G)
+        keep = lam > rel_tol * lam.max()
+        T = (Q[:, keep] / lam[keep].sqrt()).to(x.dtype)
+        VtX = T.t() @ G.to(x.dtype)  # (m', m): Vᵀ applied to every column of X
+        return DataBasis(T, VtX[:, :N].t().contiguous(), VtX[:, N:].t().contiguous())
+
+    def fold(self, W: Tensor, A: Tensor, x: Tensor, dirs: Directions) -> None:
+        """W += A Vᵀ in place, for A of shape (m_out, m'): W += (A Tᵀ)[:, :N] x + (A Tᵀ)[:, N:] [v]."""
+        AT = A @ self.T.t()
+        N = x.shape[0]
+        W.addmm_(AT[:, :N], x)
+        if dirs.idx is not None:
+            W.index_add_(1, dirs.idx, AT[:, N:])
+        else:
+            W.addmm_(AT[:, N:], dirs.vecs.to(W.dtype))

@@ -1,0 +1,1 @@
+"""The job service: FastAPI app, job store, dispatcher, artifacts, CLI."""
