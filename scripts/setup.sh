@@ -13,4 +13,5 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
 fi
 pip install -q -e ".[dev]" 2>&1 | grep -vE "^WARNING: Location|^\s*$" || true
+bash scripts/system_deps.sh
 python -c "import torch, ray, fastapi, sdze_core; print(f'setup ok: torch {torch.__version__}, ray {ray.__version__}')"

@@ -163,6 +163,7 @@ class Solver:
         save_file({k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()},
                   str(out_dir / "model.safetensors"),
                   metadata={"problem": self.cfg.problem.name, "dim": str(self.cfg.problem.dim),
+                            "problem_seed": str(self.cfg.problem.seed),
                             "activation": "tanh", "output": "u(x) = B(x) * N(x)"})
         write_samples(self, out_dir / "samples.npz")
         return {"params": self.model.num_params()}
