@@ -62,8 +62,19 @@ def cmd_solve(args: argparse.Namespace) -> int:
         from sdze_core.trainer import Trainer
 
         metrics = Trainer(cfg, out, progress=update, progress_every_s=0.5).run()
-    keys = ("status", "reason", "rel_l2", "best_rel_l2", "null_rel_l2", "aniso_ratio", "steps_done", "wall_s",
-            "step_s_median", "peak_rss_bytes", "params")
+    keys = (
+        "status",
+        "reason",
+        "rel_l2",
+        "best_rel_l2",
+        "null_rel_l2",
+        "aniso_ratio",
+        "steps_done",
+        "wall_s",
+        "step_s_median",
+        "peak_rss_bytes",
+        "params",
+    )
     print(json.dumps({k: metrics.get(k) for k in keys}, indent=2))
     print(f"artifacts: {out.resolve()}  (metrics.json, history.csv, loss.png, samples.npz, model.safetensors)")
     return 0 if metrics.get("status") == "succeeded" else 1

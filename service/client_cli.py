@@ -1,0 +1,204 @@
+"""CLI verbs of ``sdze`` that serve the API or talk to it: serve, submit, status, list, cancel, download, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from .app import create_app
+    from .settings import Settings
+
+    try:
+        settings = Settings.from_env(
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            database_url=args.database_url,
+            artifacts_dir=args.artifacts_dir,
+            max_concurrent_jobs=args.max_concurrent_jobs,
+            tokens=args.token or None,
+            ray_address=args.ray_address,
+        )
+        app = create_app(settings)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(
+        f"sdze service on http://{settings.host}:{settings.port}/  (API docs /docs; data in "
+        f"{settings.data_dir.resolve()})",
+        flush=True,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    from .client import Client
+
+    return Client(args.url, token=args.token)
+
+
+def _print(obj: object) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _summary(job: dict) -> str:
+    p = job.get("progress") or {}
+    step = f"{p.get('step')}/{p.get('steps')}" if p.get("step") is not None else "-"
+    rel = f"{p['rel_l2']:.3e}" if p.get("rel_l2") is not None else "-"
+    prob = job["spec"]["problem"]
+    return f"{job['id']}  {job['state']:<9}  step {step:<12}  rel_l2 {rel:<10}  {prob['name']} d={prob['dim']}"
+
+
+def _wait(c, job: dict) -> dict:
+    from tqdm import tqdm
+
+    steps = job["spec"]["solver"].get("steps")
+    bar = tqdm(total=steps, unit="step", dynamic_ncols=True, mininterval=0.5, desc=job["id"])
+    for ev in c.events(job["id"]):
+        if ev["kind"] == "progress" and ev.get("step") is not None:
+            bar.n = ev["step"]
+            post = {"loss": f"{ev['loss']:.3e}"} if ev.get("loss") is not None else {}
+            if ev.get("rel_l2") is not None:
+                post["rel_l2"] = f"{ev['rel_l2']:.3e}"
+            bar.set_postfix(post, refresh=False)
+            bar.refresh()
+        elif ev["kind"] == "state":
+            bar.set_description(f"{job['id']} {ev['state']}")
+    bar.close()
+    return c.get(job["id"])
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from .client import ApiError
+
+    try:
+        spec = json.loads(Path(args.spec).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        sys.exit(f"error: cannot read spec {args.spec}: {e}")
+    with _client(args) as c:
+        try:
+            job = c.submit(spec, idempotency_key=args.idempotency_key)
+        except ApiError as e:
+            errs = e.problem.get("errors") or []
+            lines = [f"  {x.get('field') or '(body)'}: {x.get('msg')}" for x in errs]
+            sys.exit("\n".join([f"error: {e}", *lines]))
+        print(f"submitted {job['id']} ({job['state']}); watch: {args.url}/job?id={job['id']}", file=sys.stderr)
+        if not args.wait:
+            print(job["id"])
+            return 0
+        job = _wait(c, job)
+        print(_summary(job))
+        if job.get("reason"):
+            print(f"reason: {job['reason']}")
+        return 0 if job["state"] == "succeeded" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        job = c.get(args.job_id)
+    _print(job) if args.json else print(_summary(job))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        jobs = list(c.iter_jobs(args.state))[: args.limit]
+    if args.json:
+        _print(jobs)
+    else:
+        for j in jobs:
+            print(_summary(j))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        job = c.cancel(args.job_id)
+    print(f"{job['id']}: {job['state']}" + (" (stopping at the next step)" if job["cancel_requested"] else ""))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _client(args) as c:
+        names = args.name or [a["name"] for a in c.artifacts(args.job_id)]
+        for n in names:
+            print(c.download(args.job_id, n, out))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    src = Path(args.points)
+    pts = np.load(src, allow_pickle=False) if src.suffix == ".npy" else np.asarray(json.loads(src.read_text()))
+    with _client(args) as c:
+        u = c.evaluate(args.job_id, np.atleast_2d(pts).astype(np.float64))
+    if args.out:
+        np.save(args.out, u, allow_pickle=False)
+        print(f"wrote {args.out} ({len(u)} values)")
+    else:
+        print(json.dumps([float(v) for v in u]))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the service verbs to the ``sdze`` parser."""
+    s = sub.add_parser("serve", help="run the REST job service (SQLite store, local Ray by default)")
+    s.add_argument("--host", default=None, help="bind address (default 127.0.0.1; non-loopback needs --token)")
+    s.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    s.add_argument("--data-dir", default=None, help="store and artifacts folder (default ./sdze-data)")
+    s.add_argument("--database-url", default=None, help="SQLAlchemy URL (default SQLite in the data dir)")
+    s.add_argument("--artifacts-dir", default=None, help="artifacts root every Ray node reaches")
+    s.add_argument("--max-concurrent-jobs", type=int, default=None)
+    s.add_argument("--token", action="append", help="accepted bearer token (repeat; or SDZE_TOKENS=a,b)")
+    s.add_argument("--ray-address", default=None, help="attach to a Ray cluster (default RAY_ADDRESS or local)")
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=cmd_serve)
+
+    def client_parser(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--url", default=os.environ.get("SDZE_URL", DEFAULT_URL), help="service URL (or SDZE_URL)")
+        p.add_argument("--token", default=None, help="bearer token (or SDZE_TOKEN)")
+        return p
+
+    p = client_parser("submit", "submit a job spec to the service")
+    p.add_argument("spec", help="job spec JSON file")
+    p.add_argument("--wait", action="store_true", help="follow progress (SSE) until the job ends")
+    p.add_argument("--idempotency-key", default=None)
+    p.set_defaults(func=cmd_submit)
+    p = client_parser("status", "show a job")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = client_parser("list", "list jobs (newest first)")
+    p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = client_parser("cancel", "cancel a job")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_cancel)
+    p = client_parser("download", "download a job's artifacts")
+    p.add_argument("job_id")
+    p.add_argument("--out", default=".", help="folder (default .)")
+    p.add_argument("--name", action="append", help="only this artifact (repeatable)")
+    p.set_defaults(func=cmd_download)
+    p = client_parser("evaluate", "evaluate a finished job's solution at points (.npy or JSON list of lists)")
+    p.add_argument("job_id")
+    p.add_argument("points", help="(n, d) .npy file or JSON file [[x1..xd], …]")
+    p.add_argument("--out", default=None, help="write u as .npy here (default: print JSON)")
+    p.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,225 @@
+"""Starts queued jobs on Ray within the concurrency limit and records what they do.
+
+One thread per running job calls ``worker.runner.solve_on_ray`` (blocking); its progress callback writes the
+latest progress into the store (every evaluation, and step updates at most every ``progress_interval_s``) and
+its ``should_stop`` answers cancel requests and server shutdown. On start-up, jobs left ``running`` by a
+dead server are re-queued; they resume from the checkpoint in their artifacts folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sdze_core.spec import JobSpec
+
+from .job_store import Job, JobStore
+from .settings import Settings
+
+log = logging.getLogger("sdze.service")
+
+MEDIA_TYPES = {
+    ".safetensors": "application/octet-stream",
+    ".json": "application/json",
+    ".csv": "text/csv",
+    ".png": "image/png",
+    ".npz": "application/octet-stream",
+    ".npy": "application/x-npy",
+    ".txt": "text/plain",
+}
+
+
+def media_type(name: str) -> str:
+    return MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream")
+
+
+def scan_artifacts(out_dir: Path) -> list[dict]:
+    """Top-level files of a job folder (the checkpoint folder is internal) with size, sha256, media type."""
+    items = []
+    if not out_dir.is_dir():
+        return items
+    for p in sorted(out_dir.iterdir()):
+        if not p.is_file() or p.name.endswith(".tmp"):
+            continue
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        items.append(
+            {"name": p.name, "size": p.stat().st_size, "sha256": h.hexdigest(), "media_type": media_type(p.name)}
+        )
+    return items
+
+
+def _solve(spec: JobSpec, out_dir: Path, **kw: Any) -> dict:
+    # TEMPORARY until worker.runner lands: the in-process Trainer has the same contract.
+    try:
+        from worker.runner import solve_on_ray
+    except ImportError:
+        from sdze_core.trainer import Trainer
+
+        return Trainer(spec.to_config(), out_dir, **kw).run()
+    return solve_on_ray(spec, out_dir, **kw)
+
+
+class Dispatcher:
+    """Runs jobs from the store on Ray; ``start()`` connects to Ray and reconciles, then dispatches."""
+
+    def __init__(self, store: JobStore, settings: Settings, on_finish: Any = None):
+        self.store = store
+        self.settings = settings
+        self.on_finish = on_finish  # callable(state) for metrics
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._cancel: set[str] = set()
+        self._running: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._started_ray = False
+        self.ready = False
+        self.error: str | None = None
+
+    # ---------------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="sdze-dispatcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop dispatching; running jobs stop at their next step and are re-queued for the next start."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for t in list(self._running.values()):
+            t.join(max(0.0, deadline - time.monotonic()))
+        if self._started_ray:
+            import ray
+
+            ray.shutdown()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            self._cancel.add(job_id)
+
+    @property
+    def running_count(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def _connect_ray(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        s = self.settings
+        if s.ray_address:
+            ray.init(address=s.ray_address, log_to_driver=False)
+        else:
+            # A local Ray in this process: no dashboard (saves ~200 MB), a small object store (jobs exchange scalars).
+            ray.init(
+                num_cpus=s.ray_num_cpus, include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20
+            )
+            self._started_ray = True
+
+    def _main(self) -> None:
+        try:
+            requeued = self.store.reconcile(self.settings.max_attempts)
+            if requeued:
+                log.info("re-queued %d interrupted job(s): %s", len(requeued), ", ".join(requeued))
+            self._connect_ray()
+        except Exception as e:  # reported by /readyz; the API still serves stored jobs
+            self.error = f"{type(e).__name__}: {e}"
+            log.exception("dispatcher failed to start")
+            return
+        self.ready = True
+        while not self._stopping.is_set():
+            self._fill()
+            self._wake.wait(1.0)
+            self._wake.clear()
+
+    def _fill(self) -> None:
+        while not self._stopping.is_set() and self.running_count < self.settings.max_concurrent_jobs:
+            job = self.store.claim_next()
+            if job is None:
+                return
+            t = threading.Thread(target=self._run, args=(job,), name=f"job-{job.id}", daemon=True)
+            with self._lock:
+                self._running[job.id] = t
+            t.start()
+
+    # ------------------------------------------------------------------------------------ one job
+    def job_dir(self, job_id: str) -> Path:
+        return self.settings.artifacts_root / job_id
+
+    def _run(self, job: Job) -> None:
+        out_dir = self.job_dir(job.id)
+        ckpt = out_dir / "checkpoint"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        interval = self.settings.progress_interval_s
+        last = {"t": 0.0, "db_t": 0.0, "stop": False}
+
+        def progress(p: Any) -> None:
+            d = asdict(p) if hasattr(p, "__dataclass_fields__") else dict(p)
+            steps = d.get("steps")
+            d["fraction"] = min(1.0, d["step"] / steps) if steps else None
+            now = time.monotonic()
+            if d.get("event") == "step" and now - last["t"] < interval:
+                return
+            last["t"] = now
+            self.store.set_progress(job.id, d)
+
+        def should_stop() -> bool:
+            if self._stopping.is_set():
+                return True
+            with self._lock:
+                if job.id in self._cancel:
+                    return True
+            # The store is the source of truth for cancel requests; polled sparingly.
+            now = time.monotonic()
+            if now - last["db_t"] > 1.0:
+                last["db_t"] = now
+                last["stop"] = self.store.cancel_requested(job.id)
+            return last["stop"]
+
+        state, reason, metrics = "failed", None, None
+        try:
+            spec = JobSpec.model_validate(job.spec)
+            metrics = _solve(spec, out_dir, progress=progress, should_stop=should_stop, checkpoint_dir=ckpt)
+            state = metrics.get("status", "failed")
+            reason = metrics.get("reason")
+            if state not in ("succeeded", "failed", "cancelled"):
+                state, reason = "failed", f"internal: unknown status {state!r}"
+        except Exception as e:
+            log.exception("job %s crashed", job.id)
+            state, reason = "failed", f"internal: {type(e).__name__}: {e}"
+        try:
+            cancelled_by_user = self.store.cancel_requested(job.id) or job.id in self._cancel
+            if state == "cancelled" and self._stopping.is_set() and not cancelled_by_user:
+                # Stopped by a server shutdown, not by its owner: run it again (from its checkpoint) next start.
+                self.store.requeue(job.id, "server stopped; resumes from its last checkpoint")
+                return
+            if state == "cancelled" and not reason:
+                reason = "cancelled by request"
+            self.store.record_artifacts(job.id, scan_artifacts(out_dir))
+            self.store.finish(job.id, state, reason, metrics)
+            if state == "succeeded":
+                shutil.rmtree(ckpt, ignore_errors=True)  # only an interrupted run needs it
+            if self.on_finish:
+                self.on_finish(state)
+        except Exception:
+            log.exception("recording the outcome of job %s failed", job.id)
+        finally:
+            with self._lock:
+                self._running.pop(job.id, None)
+                self._cancel.discard(job.id)
+            self._wake.set()

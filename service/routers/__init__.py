@@ -1,0 +1,1 @@
+"""HTTP routes: jobs, artifacts and evaluation, health and metrics."""
