@@ -38,7 +38,8 @@ SERVICE_PORT = 8000
 # ------------------------------------------------------------------------------------------------ helpers
 def settings_env_names() -> set[str]:
     """``SDZE_*`` names the service's Settings reads (``ENV_PREFIX`` + field name), plus RAY_ADDRESS."""
-    settings = pytest.importorskip("service.settings")
+    from service import settings
+
     return {settings.ENV_PREFIX + name.upper() for name in settings.Settings.model_fields} | {"RAY_ADDRESS"}
 
 
