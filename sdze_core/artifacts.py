@@ -12,6 +12,7 @@ HISTORY_FIELDS = ("step", "train_s", "loss", "lr", "rel_l2", "aniso_ratio")
 
 def write_json(path: Path, obj: dict) -> None:
     """Atomic JSON write (temporary file + rename); non-finite floats become null."""
+
     def clean(v):
         if isinstance(v, float) and not math.isfinite(v):
             return None

@@ -29,10 +29,11 @@ class ZOConfig:
     gradient: "two_point" (δ = [L(θ+εZ) − L(θ−εZ)]/2ε) or "forward" (δ = exact JVP of L along Z).
     perturbation: "subspace" (per-layer U S Vᵀ) or "full" (dense Gaussian on every parameter, MeZO).
     w1_basis: "random" (QR of a Gaussian, refreshed on the lazy schedule) or "data" (span of the batch).
-    last_layer: "dense" (dense Gaussian perturbation of the output layer) or "solve" (damped Gauss–Newton
-    solve of the output layer from the same jets: the residual is linear in it for Poisson).
+    update: "sgd" (momentum SGD on RMS-normalised δ) or "gn" (subspace Gauss–Newton: per-point Jacobian
+    columns of the probes plus the exact output-layer columns, Levenberg–Marquardt solve per batch).
     """
 
+    update: str = "sgd"
     q: int = 8
     eps: float = 1e-3
     gradient: str = "two_point"
@@ -45,16 +46,13 @@ class ZOConfig:
     refresh_growth: float = 1.0
     refresh_max: int = 1000
     perturb_hidden_bias: bool = False
-    last_layer: str = "dense"
     lr: float = 3e-2
     lr_last_mult: float = 3.0
     lr_final_frac: float = 0.0
     momentum: float = 0.9
     rms_beta: float = 0.99
     clip: float = 5.0
-    gn_damping: float = 1e-3
-    gn_beta: float = 0.95
-    gn_step: float = 1.0
+    gn_damping: float = 1e-1
     plateau_patience: int = 0
     plateau_factor: float = 0.5
 

@@ -47,9 +47,7 @@ class Problem:
 
     @property
     def r_interval(self) -> tuple[float, float]:
-        return {"ball": (0.0, 1.0), "annulus": (1.0, 2.0), "ball_sqrt_d": (0.0, math.sqrt(self.dim))}[
-            self.domain
-        ]
+        return {"ball": (0.0, 1.0), "annulus": (1.0, 2.0), "ball_sqrt_d": (0.0, math.sqrt(self.dim))}[self.domain]
 
     @property
     def order(self) -> int:
@@ -172,7 +170,8 @@ def make_problem(
         raise ValueError(f"{name} needs dim ≥ {3 if body == 'three' else 2}")
     if c is None:
         gen = torch.Generator().manual_seed(int(seed))
-        c = torch.randn(n_c, generator=gen, dtype=torch.float64)
+        # drawn in float32 (then widened) so figures compare with the calibration study's coefficients
+        c = torch.randn(n_c, generator=gen, dtype=torch.float32).double()
     c = torch.as_tensor(c, dtype=torch.float64)
     if c.shape != (n_c,):
         raise ValueError(f"{name} at d={d} needs {n_c} coefficients, got {tuple(c.shape)}")

@@ -9,7 +9,10 @@ One step t on worker w:
    from its seed. With δ̃ = clip(δ / RMS(δ)) and η_t the scheduled rate, per layer
    C ← C − η_t · momentum((1/Q) Σ δ̃_k S_k), Q = total probes; the low-rank update lives in r×r
    coordinates (W_eff = W + U C Vᵀ) and is folded into W when the bases refresh (annealed lazy schedule).
-   The output layer is perturbed densely, or solved by damped Gauss–Newton from the step's jets.
+   The output layer is perturbed densely (update "sgd").
+   Update "gn" (subspace Gauss–Newton): each worker measures the per-point Jacobian columns J Z_k and the
+   exact output-layer columns, solves a Levenberg–Marquardt problem on its batch, and sends the
+   coefficients a_k instead of δ_k; every replica applies θ ← θ + η_t/n_w Σ a_k Z_k.
 Replicas stay identical because ``apply`` is a deterministic function of the reports (sorted).
 """
 
@@ -28,27 +31,28 @@ from .residual import StepBatch, make_batch, residual, u_jet
 from .schedule import LinearDecay
 from .seeds import derive, generator
 from .subspace import DataBasis, random_basis
+from .tangent import hidden_jet_dual, residual_tangents
 from .taylor import FirstLayer, LowRank, hidden_jet, jet_mul
 
 
 @dataclass
 class WorkerReport:
-    """What one worker contributes to a step: its (k, δ) probes, its CRN loss, optional GN statistics.
+    """What one worker contributes to a step: its (k, scalar) probes and its CRN loss.
 
-    ``gn`` = (JᵀJ/N, JᵀR/N) for the output layer's Gauss–Newton solve ((h+1)² + (h+1) floats, independent
-    of d and of the hidden parameter count); ``None`` unless ``last_layer == "solve"``.
+    The scalar is δ_k (update "sgd") or the Gauss–Newton coefficient a_k (update "gn"); with "gn" the
+    report also carries the h+1 output-layer coefficients ``last`` (independent of d and of the hidden P).
     """
 
     worker: int
     probes: list[tuple[int, float]]
     loss: float
-    gn: tuple[Tensor, Tensor] | None = None
+    last: Tensor | None = None  # subspace-GN coefficients of the output layer's h+1 coordinates
 
     def payload_bytes(self) -> int:
         """Bytes this report puts on the wire: 4-byte k and δ per probe, the loss, the GN statistics."""
         n = 8 * len(self.probes) + 4 + 8
-        if self.gn is not None:
-            n += 4 * (self.gn[0].numel() + self.gn[1].numel())
+        if self.last is not None:
+            n += 4 * self.last.numel()
         return n
 
 
@@ -83,7 +87,6 @@ class SDZEEngine:
     layers: list[_Layer] = field(default_factory=list)
     last_mom: Tensor | None = None
     rms2: float = 0.0
-    gn_A: Tensor | None = None
     refresh_index: int = 0
     next_refresh: int = 0
 
@@ -167,12 +170,20 @@ class SDZEEngine:
             S.append(torch.randn(lay.U.shape[1], r_in, generator=gen, dtype=self.dtype, device=self.device))
         hb = []
         if cfg.perturb_hidden_bias:
-            hb = [torch.randn(m.b[l].shape, generator=gen, dtype=self.dtype, device=self.device) for l in range(m.depth - 1)]
+            hb = [
+                torch.randn(m.b[l].shape, generator=gen, dtype=self.dtype, device=self.device)
+                for l in range(m.depth - 1)
+            ]
         last = torch.randn(m.width + 1, generator=gen, dtype=self.dtype, device=self.device)
         return {"S": S, "hb": hb, "last": last}
 
     def _loss(self, ctx: _StepCtx, z: dict | None, eps: Tensor | float, batch: StepBatch | None = None):
-        """L(θ_eff + eps·Z) on the step's common random numbers, with the implicit low-rank forward."""
+        """L(θ_eff + eps·Z) = mean_n R_n² on the step's common random numbers; also returns φ and u jets."""
+        R, phi, u = self._residual(ctx, z, eps, batch)
+        return R.square().mean(), phi, u
+
+    def _residual(self, ctx: _StepCtx, z: dict | None, eps: Tensor | float, batch: StepBatch | None = None):
+        """Residuals R_n(θ_eff + eps·Z) (N,) with the implicit low-rank forward, plus the φ and u jets."""
         m, cfg = self.model, self.cfg
         batch = batch or ctx.batch
         lowrank: list[LowRank | None] = []
@@ -194,16 +205,17 @@ class SDZEEngine:
         if z is not None and z["hb"]:
             dense = [(None, eps * z["hb"][l]) for l in range(m.depth - 1)]
         w, b = m.W[-1], m.b[-1]
-        if z is not None and cfg.last_layer == "dense":
+        if z is not None and cfg.update == "sgd":
             w = w + eps * z["last"][:-1].unsqueeze(0)
             b = b + eps * z["last"][-1:]
         first = ctx.first if batch is ctx.batch else FirstLayer.compute(m.W[0], m.b[0], batch.x, batch.dirs)
         if batch is not ctx.batch and lowrank and lowrank[0] is not None and self.layers[0].V is not None:
-            lowrank[0] = LowRank(self.layers[0].V, lowrank[0].M, batch.x @ self.layers[0].V,
-                                 batch.dirs.project(self.layers[0].V.t()))
+            lowrank[0] = LowRank(
+                self.layers[0].V, lowrank[0].M, batch.x @ self.layers[0].V, batch.dirs.project(self.layers[0].V.t())
+            )
         phi = hidden_jet(first, m.W[1:-1], m.b[1:-1], self.problem.order, lowrank, dense)
         u = u_jet(batch, phi, w, b)
-        return residual(self.problem, batch, u).square().mean(), phi, u
+        return residual(self.problem, batch, u), phi, u
 
     # ---------------------------------------------------------------------------------------- evaluate
     @torch.no_grad()
@@ -214,17 +226,19 @@ class SDZEEngine:
         if cfg.perturbation == "full":
             return self._evaluate_full(step, worker, batch)
         ctx = self._context(batch)
+        if cfg.update == "gn":
+            return self._evaluate_gn(step, worker, ctx)
         probes: list[tuple[int, float]] = []
         losses: list[float] = []
+        if cfg.gradient == "forward":  # δ_k = dL/dε = mean_n 2 R_n Ṙ_nk, all probes in one dual pass
+            zs = [self._draw(step, worker, k, ctx) for k in range(cfg.q)]
+            R, phi, u, Rd = self._residual_dual(ctx, zs)
+            J_last = self._last_layer_jacobian(ctx.batch, phi, u)  # the dense output-layer part of each Z_k
+            Rd = Rd + torch.stack([z["last"] for z in zs]) @ J_last.t()
+            deltas = (2 * Rd * R).mean(1)
+            return WorkerReport(worker, [(k, float(deltas[k])) for k in range(cfg.q)], float(R.square().mean()))
         for k in range(cfg.q):
             z = self._draw(step, worker, k, ctx)
-            if cfg.gradient == "forward":
-                def f(e, z=z):
-                    return self._loss(ctx, z, e)[0]
-                primal, tangent = torch.func.jvp(f, (torch.zeros((), dtype=self.dtype),), (torch.ones((), dtype=self.dtype),))
-                probes.append((k, float(tangent)))
-                losses.append(float(primal))
-                continue
             if cfg.crns:
                 lp = self._loss(ctx, z, cfg.eps)[0]
                 lm = self._loss(ctx, z, -cfg.eps)[0]
@@ -233,9 +247,8 @@ class SDZEEngine:
                 lm = self._loss(ctx, z, -cfg.eps, self._redraw_dirs(batch, step, worker, k, 1))[0]
             probes.append((k, float((lp - lm) / (2 * cfg.eps))))
             losses.append(0.5 * float(lp + lm))
-        gn = self._gn_stats(ctx) if cfg.last_layer == "solve" else None
         loss = sum(losses) / len(losses) if losses else float("nan")
-        return WorkerReport(worker, probes, loss, gn)
+        return WorkerReport(worker, probes, loss)
 
     def _redraw_dirs(self, batch: StepBatch, step: int, worker: int, k: int, sign: int) -> StepBatch:
         from .estimators import sample_directions
@@ -243,30 +256,84 @@ class SDZEEngine:
 
         s = self.solver
         gen = generator(derive(self.job_seed, "xi", step, worker, k, sign), self.device)
-        dirs = sample_directions(s.estimator, self.problem.dim, s.samples, self.problem.order, gen, self.dtype, self.device)
-        return StepBatch(batch.x, batch.f, dirs, boundary_jet(self.problem.boundary_poly, batch.x, dirs, self.problem.order))
+        dirs = sample_directions(
+            s.estimator, self.problem.dim, s.samples, self.problem.order, gen, self.dtype, self.device
+        )
+        return StepBatch(
+            batch.x, batch.f, dirs, boundary_jet(self.problem.boundary_poly, batch.x, dirs, self.problem.order)
+        )
 
-    def _gn_stats(self, ctx: _StepCtx) -> tuple[Tensor, Tensor]:
-        """Gauss–Newton statistics of the output layer: J (N × (h+1)) with
-        J_nj = Â[B φ_j](x_n) + F'(u_n) B(x_n) φ_j(x_n) (φ_{h} ≡ 1), returns (JᵀJ/N, JᵀR/N)."""
-        loss, phi, u = self._loss(ctx, None, 0.0)
-        batch = ctx.batch
+    def _residual_dual(self, ctx: _StepCtx, zs: list[dict]):
+        """R(θ_eff) and its exact directional derivatives along every Z_k in one batched forward pass."""
+        m = self.model
+        lowrank: list[LowRank | None] = []
+        tangents: list[tuple[Tensor, Tensor] | None] = []
+        for l, lay in enumerate(self.layers):
+            MS = torch.stack([lay.U @ z["S"][l] for z in zs])  # (q, m, r)
+            if lay.V is None:
+                lowrank.append(LowRank(V=None, M=None, xv=ctx.data_basis.xv, dv=ctx.data_basis.dv))
+                tangents.append((None, MS))
+            else:
+                M = lay.U @ lay.C
+                lowrank.append(LowRank(lay.V, M, xv=ctx.x_v, dv=ctx.d_v) if l == 0 else LowRank(lay.V, M))
+                tangents.append((lay.V, MS))
+        phi, phid = hidden_jet_dual(ctx.first, m.W[1:-1], m.b[1:-1], self.problem.order, lowrank, tangents)
+        u = u_jet(ctx.batch, phi, m.W[-1], m.b[-1])
+        R = residual(self.problem, ctx.batch, u)
+        return R, phi, u, residual_tangents(self.problem, ctx.batch, phi, phid, m.W[-1], u)
+
+    def _last_layer_jacobian(self, batch: StepBatch, phi, u) -> Tensor:
+        """∂R/∂(w, b) of the output layer, (N, h+1), exact (R is affine in it up to F):
+        J_nj = Â[B φ_j](x_n) + F'(u_n) B(x_n) φ_j(x_n), with φ_h ≡ 1 for the bias."""
         dirs, k = batch.dirs, self.problem.order
-        ones = [torch.ones_like(phi[0][..., :1])] + [None] * (len(phi) - 1)
-        feats = [torch.cat([p, o if o is not None else torch.zeros_like(p[..., :1])], -1) if p is not None else None
-                 for p, o in zip(phi, ones, strict=True)]
+        feats = [
+            None
+            if p is None
+            else torch.cat([p, torch.ones_like(p[..., :1]) if i == 0 else torch.zeros_like(p[..., :1])], -1)
+            for i, p in enumerate(phi)
+        ]
         bj = [c.unsqueeze(-1) if c is not None else None for c in batch.bjet]
         prod = jet_mul(bj, feats)
         op = prod[k].sum(1) * (dirs.weight * math.factorial(k))  # (N, h+1)
-        Bphi = prod[0][:, 0, :]  # (N, h+1)
+        Bphi = prod[0][:, 0, :]
         u0 = u[0][:, 0]
         if self.problem.operator == "sine_gordon":
             op = op + torch.cos(u0).unsqueeze(1) * Bphi
         elif self.problem.operator == "allen_cahn":
             op = op + (1 - 3 * u0 * u0).unsqueeze(1) * Bphi
-        R = residual(self.problem, batch, u)
+        return op
+
+    def _evaluate_gn(self, step: int, worker: int, ctx: _StepCtx) -> WorkerReport:
+        """Subspace Gauss–Newton (backprop-free): columns P = [∂R/∂(w,b) | J Z_1 … J Z_q] of the residual's
+        Jacobian on this worker's batch (output layer exact; hidden probes by JVP or CRN two-point
+        differences of the per-point residuals), then the Levenberg–Marquardt coefficients
+        a = −(PᵀP + λ diag(PᵀP) + μI)⁻¹ PᵀR. Only the scalars a_k (and the h+1 output-layer ones) leave."""
+        cfg = self.cfg
+        zs = [self._draw(step, worker, k, ctx) for k in range(cfg.q)]
+        if cfg.gradient == "forward":
+            R0, phi, u, Rd = self._residual_dual(ctx, zs)
+            cols = [self._last_layer_jacobian(ctx.batch, phi, u), Rd.t()]
+        else:
+            R0, phi, u = self._residual(ctx, None, 0.0)
+            cols = [self._last_layer_jacobian(ctx.batch, phi, u)]
+            for z in zs:
+                jz = (self._residual(ctx, z, cfg.eps)[0] - self._residual(ctx, z, -cfg.eps)[0]) / (2 * cfg.eps)
+                cols.append(jz.unsqueeze(1))
+        P = torch.cat(cols, 1).double()
+        R = R0.double()
         N = R.shape[0]
-        return op.t() @ op / N, op.t() @ R / N
+        H = P.t() @ P / N
+        g = P.t() @ R / N
+        dg = torch.diagonal(H)
+        A = (
+            H
+            + cfg.gn_damping * torch.diag(dg)
+            + (1e-9 * float(dg.mean()) + 1e-30) * torch.eye(H.shape[0], dtype=H.dtype)
+        )
+        a = -torch.linalg.solve(A, g)
+        h1 = self.model.width + 1
+        probes = [(k, float(a[h1 + k])) for k in range(cfg.q)]
+        return WorkerReport(worker, probes, float(R.square().mean()), last=a[:h1].to(self.dtype))
 
     def _evaluate_full(self, step: int, worker: int, batch: StepBatch) -> WorkerReport:
         """MeZO-style: perturb every parameter densely in place (θ ± εZ), nothing shared across evaluations."""
@@ -294,8 +361,13 @@ class SDZEEngine:
     @torch.no_grad()
     def apply(self, step: int, reports: list[WorkerReport]) -> float:
         """Apply the gathered probes of step t (identical on every worker). Returns the mean CRN loss."""
-        cfg, m = self.cfg, self.model
+        cfg = self.cfg
         reports = sorted(reports, key=lambda r: r.worker)
+        if cfg.update == "gn":
+            self._apply_gn_steps(step, reports)
+            if step + 1 >= self.next_refresh:
+                self._draw_bases()
+            return sum(r.loss for r in reports) / len(reports)
         deltas = torch.tensor([d for r in reports for _, d in r.probes], dtype=torch.float64)
         Q = len(deltas)
         ms = float(deltas.square().mean())
@@ -305,12 +377,11 @@ class SDZEEngine:
         coef = (deltas / math.sqrt(self.rms2 + 1e-30)).clamp_(-cfg.clip, cfg.clip)
         lr = self.schedule(step)
         if cfg.perturbation == "full":
-            for i, (r, (k, _)) in enumerate((r, p) for r in reports for p in r.probes):
-                self._perturb_full(derive(self.job_seed, "pert", step, r.worker, k), -lr * float(coef[i]) / Q)
+            pairs = [(r.worker, k) for r in reports for k, _ in r.probes]
+            for i, (w, k) in enumerate(pairs):
+                self._perturb_full(derive(self.job_seed, "pert", step, w, k), -lr * float(coef[i]) / Q)
         else:
             self._apply_subspace(step, reports, coef, Q, lr)
-        if cfg.last_layer == "solve":
-            self._apply_gn(reports)
         if cfg.perturbation == "subspace" and step + 1 >= self.next_refresh:
             self._draw_bases()
         return sum(r.loss for r in reports) / len(reports)
@@ -323,7 +394,11 @@ class SDZEEngine:
         i = 0
         for r in reports:
             ctx_batch = self.make_batch(step, r.worker) if self.layers[0].V is None else None
-            ctx = _StepCtx(ctx_batch, None, DataBasis.build(ctx_batch.x, ctx_batch.dirs)) if ctx_batch else _StepCtx(None, None, None)
+            ctx = (
+                _StepCtx(ctx_batch, None, DataBasis.build(ctx_batch.x, ctx_batch.dirs))
+                if ctx_batch
+                else _StepCtx(None, None, None)
+            )
             A1 = None
             for k, _ in r.probes:
                 c = float(coef[i]) / Q
@@ -348,23 +423,36 @@ class SDZEEngine:
         for l, g in enumerate(g_hb):
             if cfg.perturb_hidden_bias:
                 m.b[l].add_(g, alpha=-lr)
-        if cfg.last_layer == "dense":
-            self.last_mom.mul_(beta).add_(g_last)
-            step_last = self.last_mom * (-lr * cfg.lr_last_mult)
-            m.W[-1].add_(step_last[:-1].unsqueeze(0))
-            m.b[-1].add_(step_last[-1:])
+        self.last_mom.mul_(beta).add_(g_last)  # the output layer: dense perturbations, its own rate
+        step_last = self.last_mom * (-lr * cfg.lr_last_mult)
+        m.W[-1].add_(step_last[:-1].unsqueeze(0))
+        m.b[-1].add_(step_last[-1:])
 
-    def _apply_gn(self, reports: list[WorkerReport]) -> None:
-        cfg, m = self.cfg, self.model
-        JtJ = sum(r.gn[0] for r in reports) / len(reports)
-        JtR = sum(r.gn[1] for r in reports) / len(reports)
-        self.gn_A = JtJ.clone() if self.gn_A is None else self.gn_A.mul_(cfg.gn_beta).add_(JtJ, alpha=1 - cfg.gn_beta)
-        A = self.gn_A.double()
-        lam = cfg.gn_damping * float(torch.diagonal(A).mean()) + 1e-12
-        delta = torch.linalg.solve(A + lam * torch.eye(A.shape[0], dtype=A.dtype), JtR.double()).to(self.dtype)
-        delta.mul_(-cfg.gn_step)
-        m.W[-1].add_(delta[:-1].unsqueeze(0))
-        m.b[-1].add_(delta[-1:])
+    def _apply_gn_steps(self, step: int, reports: list[WorkerReport]) -> None:
+        """θ ← θ + (η_t / n_workers) Σ_w (Σ_k a_wk Z_wk + output-layer step), identical on every replica."""
+        m = self.model
+        scale = self.schedule(step) / len(reports)
+        coefs = torch.tensor([a for r in reports for _, a in r.probes], dtype=torch.float64)
+        if not bool(torch.isfinite(coefs).all()) or not all(bool(torch.isfinite(r.last).all()) for r in reports):
+            raise FloatingPointError(f"non-finite Gauss–Newton coefficients at step {step}")
+        for r in reports:
+            m.W[-1].add_(r.last[:-1].unsqueeze(0), alpha=scale)
+            m.b[-1].add_(r.last[-1:], alpha=scale)
+            ctx_batch = self.make_batch(step, r.worker) if self.layers[0].V is None else None
+            ctx = _StepCtx(ctx_batch, None, DataBasis.build(ctx_batch.x, ctx_batch.dirs) if ctx_batch else None)
+            A1 = None
+            for k, a in r.probes:
+                z = self._draw(step, r.worker, k, ctx)
+                c = scale * a
+                for l, lay in enumerate(self.layers):
+                    if lay.V is None:
+                        A1 = c * z["S"][0] if A1 is None else A1.add_(z["S"][0], alpha=c)
+                    else:
+                        lay.C.add_(z["S"][l], alpha=c)
+                for l, hb in enumerate(z["hb"]):
+                    m.b[l].add_(hb, alpha=c)
+            if A1 is not None:
+                ctx.data_basis.fold(m.W[0], self.layers[0].U @ A1, ctx_batch.x, ctx_batch.dirs)
 
     # ------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Tensor]:
@@ -374,8 +462,6 @@ class SDZEEngine:
             "next_refresh": torch.tensor(self.next_refresh),
             "last_mom": self.last_mom,
         }
-        if self.gn_A is not None:
-            sd["gn_A"] = self.gn_A
         for l, lay in enumerate(self.layers):
             sd[f"layer{l}.U"] = lay.U
             sd[f"layer{l}.C"] = lay.C
@@ -389,11 +475,16 @@ class SDZEEngine:
         self.refresh_index = int(sd["refresh_index"])
         self.next_refresh = int(sd["next_refresh"])
         self.last_mom = sd["last_mom"].clone()
-        self.gn_A = sd["gn_A"].clone() if "gn_A" in sd else None
         self.layers = []
         l = 0
         while f"layer{l}.U" in sd:
             V = sd.get(f"layer{l}.V")
-            self.layers.append(_Layer(sd[f"layer{l}.U"].clone(), None if V is None else V.clone(),
-                                      sd[f"layer{l}.C"].clone(), sd[f"layer{l}.mom"].clone()))
+            self.layers.append(
+                _Layer(
+                    sd[f"layer{l}.U"].clone(),
+                    None if V is None else V.clone(),
+                    sd[f"layer{l}.C"].clone(),
+                    sd[f"layer{l}.mom"].clone(),
+                )
+            )
             l += 1

@@ -160,11 +160,17 @@ class Solver:
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.zeroth_order:
             self.engine.fold()
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()},
-                  str(out_dir / "model.safetensors"),
-                  metadata={"problem": self.cfg.problem.name, "dim": str(self.cfg.problem.dim),
-                            "problem_seed": str(self.cfg.problem.seed),
-                            "activation": "tanh", "output": "u(x) = B(x) * N(x)"})
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()},
+            str(out_dir / "model.safetensors"),
+            metadata={
+                "problem": self.cfg.problem.name,
+                "dim": str(self.cfg.problem.dim),
+                "problem_seed": str(self.cfg.problem.seed),
+                "activation": "tanh",
+                "output": "u(x) = B(x) * N(x)",
+            },
+        )
         write_samples(self, out_dir / "samples.npz")
         return {"params": self.model.num_params()}
 
@@ -188,8 +194,12 @@ def write_samples(solver: Solver, path: Path, max_floats: int = 20_000_000, head
         bs.append(solver.problem.boundary(x).cpu().numpy())
         if got >= n:
             break
-    arrays = {"u_pred": np.concatenate(up), "u_exact": np.concatenate(ue), "B": np.concatenate(bs),
-              "r": np.concatenate(rs)}
+    arrays = {
+        "u_pred": np.concatenate(up),
+        "u_exact": np.concatenate(ue),
+        "B": np.concatenate(bs),
+        "r": np.concatenate(rs),
+    }
     arrays["x" if full else "x_head"] = np.concatenate(xs if full else xh)
     np.savez_compressed(path, **arrays)
 

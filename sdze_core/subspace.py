@@ -41,22 +41,26 @@ class DataBasis:
         return int(self.T.shape[1])
 
     @staticmethod
-    def build(x: Tensor, dirs: Directions, rel_tol: float = 1e-6) -> DataBasis:
+    def build(x: Tensor, dirs: Directions, rel_tol: float | None = None) -> DataBasis:
+        """Eigen-directions of G below ``rel_tol``·λ_max are dropped (1e-6 in float32, 1e-12 in float64):
+        V = X T then stays orthonormal to working precision."""
+        if rel_tol is None:
+            rel_tol = 1e-12 if x.dtype == torch.float64 else 1e-6
         N = x.shape[0]
-        xx = x @ x.t()
-        xd = dirs.dot(x)  # (N, S)
+        x64 = x.double()
+        xx = x64 @ x64.t()
+        xd = dirs.dot(x64)  # (N, S)
         if dirs.idx is not None:
-            dd = torch.eye(dirs.count, dtype=x.dtype, device=x.device)
-            # repeated coordinates cannot occur (sampled without replacement)
+            dd = torch.eye(dirs.count, dtype=torch.float64, device=x.device)  # distinct coordinates
         else:
-            v = dirs.vecs.to(x.dtype)
+            v = dirs.vecs.double()
             dd = v @ v.t()
-        G = torch.cat([torch.cat([xx, xd], 1), torch.cat([xd.t(), dd], 1)], 0).double()
+        G = torch.cat([torch.cat([xx, xd], 1), torch.cat([xd.t(), dd], 1)], 0)
         lam, Q = torch.linalg.eigh(G)
         keep = lam > rel_tol * lam.max()
-        T = (Q[:, keep] / lam[keep].sqrt()).to(x.dtype)
-        VtX = T.t() @ G.to(x.dtype)  # (m', m): Vᵀ applied to every column of X
-        return DataBasis(T, VtX[:, :N].t().contiguous(), VtX[:, N:].t().contiguous())
+        T = Q[:, keep] / lam[keep].sqrt()
+        VtX = (T.t() @ G).to(x.dtype)  # (m', m): Vᵀ applied to every column of X
+        return DataBasis(T.to(x.dtype), VtX[:, :N].t().contiguous(), VtX[:, N:].t().contiguous())
 
     def fold(self, W: Tensor, A: Tensor, x: Tensor, dirs: Directions) -> None:
         """W += A Vᵀ in place, for A of shape (m_out, m'): W += (A Tᵀ)[:, :N] x + (A Tᵀ)[:, N:] [v]."""

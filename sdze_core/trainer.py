@@ -145,7 +145,14 @@ class Trainer:
         try:
             if not resumed and st.step == 0:
                 self._evaluate()
-                st.history.append({"step": 0, "train_s": 0.0, "loss": None, **{k: self.last_eval[k] for k in ("rel_l2", "aniso_ratio")}})
+                st.history.append(
+                    {
+                        "step": 0,
+                        "train_s": 0.0,
+                        "loss": None,
+                        **{k: self.last_eval[k] for k in ("rel_l2", "aniso_ratio")},
+                    }
+                )
             while self._budget_left():
                 if self.should_stop():
                     status, reason = "cancelled", "stopped by request"
@@ -194,8 +201,17 @@ class Trainer:
             if s.time_limit_s is not None:
                 left.append(max(s.time_limit_s - st.train_s, 0.0))
             eta = min(left) if left else None
-        return Progress(st.step, s.steps, loss, st.train_s, 1.0 / med if med > 0 else 0.0,
-                        self.last_eval.get("rel_l2"), self.last_eval.get("aniso_ratio"), eta, event)
+        return Progress(
+            st.step,
+            s.steps,
+            loss,
+            st.train_s,
+            1.0 / med if med > 0 else 0.0,
+            self.last_eval.get("rel_l2"),
+            self.last_eval.get("aniso_ratio"),
+            eta,
+            event,
+        )
 
     def _finish(self, status: str, reason: str | None) -> dict:
         cfg, st = self.cfg, self.state
@@ -229,8 +245,12 @@ class Trainer:
         write_json(self.out_dir / "metrics.json", metrics)
         write_history(self.out_dir / "history.csv", st.history)
         try:
-            plot_history(self.out_dir / "loss.png", st.history, metrics["null_rel_l2"],
-                         f"{cfg.solver.method} on {cfg.problem.name}, d={cfg.problem.dim}")
+            plot_history(
+                self.out_dir / "loss.png",
+                st.history,
+                metrics["null_rel_l2"],
+                f"{cfg.solver.method} on {cfg.problem.name}, d={cfg.problem.dim}",
+            )
         except Exception as e:  # a plot must never fail a solve
             metrics["plot_error"] = str(e)
         self.ex.close()
