@@ -336,18 +336,26 @@ class SDZEEngine:
         return WorkerReport(worker, probes, float(R.square().mean()), last=a[:h1].to(self.dtype))
 
     def _evaluate_full(self, step: int, worker: int, batch: StepBatch) -> WorkerReport:
-        """MeZO-style: perturb every parameter densely in place (θ ± εZ), nothing shared across evaluations."""
+        """MeZO-style: every parameter perturbed densely (θ ± εZ), nothing shared across evaluations.
+
+        The perturbed weights are formed out of place, one layer at a time, so θ itself is never touched:
+        in-place ±ε round trips are not bit-exact, and replicas must stay identical.
+        """
         cfg, m = self.cfg, self.model
         probes, losses = [], []
+        L = m.depth
         for k in range(cfg.q):
-            seed = derive(self.job_seed, "pert", step, worker, k)
+            gen = generator(derive(self.job_seed, "pert", step, worker, k), self.device)
+            Z = [torch.randn(p.shape, generator=gen, dtype=self.dtype, device=self.device) for p in m.params()]
             vals = []
-            for sign in (1.0, -2.0, 1.0):
-                self._perturb_full(seed, sign * cfg.eps)
-                if len(vals) < 2:
-                    ctx = _StepCtx(batch, FirstLayer.compute(m.W[0], m.b[0], batch.x, batch.dirs), None)
-                    b = batch if cfg.crns else self._redraw_dirs(batch, step, worker, k, len(vals))
-                    vals.append(self._loss(ctx, None, 0.0, b if b is not batch else None)[0])
+            for i, e in enumerate((cfg.eps, -cfg.eps)):
+                b = batch if cfg.crns else self._redraw_dirs(batch, step, worker, k, i)
+                first = FirstLayer.compute(m.W[0] + e * Z[0], m.b[0] + e * Z[1], b.x, b.dirs)
+                Ws = [m.W[l] + e * Z[2 * l] for l in range(1, L - 1)]
+                bs = [m.b[l] + e * Z[2 * l + 1] for l in range(1, L - 1)]
+                phi = hidden_jet(first, Ws, bs, self.problem.order)
+                u = u_jet(b, phi, m.W[-1] + e * Z[-2], m.b[-1] + e * Z[-1])
+                vals.append(residual(self.problem, b, u).square().mean())
             probes.append((k, float((vals[0] - vals[1]) / (2 * cfg.eps))))
             losses.append(0.5 * float(vals[0] + vals[1]))
         return WorkerReport(worker, probes, sum(losses) / len(losses))
