@@ -57,17 +57,6 @@ def scan_artifacts(out_dir: Path) -> list[dict]:
     return items
 
 
-def _solve(spec: JobSpec, out_dir: Path, **kw: Any) -> dict:
-    # TEMPORARY until worker.runner lands: the in-process Trainer has the same contract.
-    try:
-        from worker.runner import solve_on_ray
-    except ImportError:
-        from sdze_core.trainer import Trainer
-
-        return Trainer(spec.to_config(), out_dir, **kw).run()
-    return solve_on_ray(spec, out_dir, **kw)
-
-
 class Dispatcher:
     """Runs jobs from the store on Ray; ``start()`` connects to Ray and reconciles, then dispatches."""
 
@@ -119,13 +108,16 @@ class Dispatcher:
     def _connect_ray(self) -> None:
         import ray
 
+        from worker.cluster import connect
+
+        s = self.settings
         if ray.is_initialized():
             return
-        s = self.settings
-        if s.ray_address:
-            ray.init(address=s.ray_address, log_to_driver=False)
+        if s.ray_address or s.ray_num_cpus is None:
+            # The worker's connect: attaches to ray_address/RAY_ADDRESS (failing fast on token-auth problems),
+            # else starts a local Ray in this process (no dashboard, a small object store).
+            self._started_ray = connect(s.ray_address, min_cpus=1)
         else:
-            # A local Ray in this process: no dashboard (saves ~200 MB), a small object store (jobs exchange scalars).
             ray.init(
                 num_cpus=s.ray_num_cpus, include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20
             )
@@ -191,14 +183,20 @@ class Dispatcher:
                 last["stop"] = self.store.cancel_requested(job.id)
             return last["stop"]
 
+        from worker.executor import WorkerGroupError
+        from worker.runner import solve_on_ray
+
         state, reason, metrics = "failed", None, None
         try:
             spec = JobSpec.model_validate(job.spec)
-            metrics = _solve(spec, out_dir, progress=progress, should_stop=should_stop, checkpoint_dir=ckpt)
+            metrics = solve_on_ray(spec, out_dir, progress=progress, should_stop=should_stop, checkpoint_dir=ckpt)
             state = metrics.get("status", "failed")
             reason = metrics.get("reason")
             if state not in ("succeeded", "failed", "cancelled"):
                 state, reason = "failed", f"internal: unknown status {state!r}"
+        except WorkerGroupError as e:
+            log.warning("job %s: %s", job.id, e)
+            state, reason = "failed", f"worker-lost: {e}"
         except Exception as e:
             log.exception("job %s crashed", job.id)
             state, reason = "failed", f"internal: {type(e).__name__}: {e}"
@@ -208,7 +206,7 @@ class Dispatcher:
                 # Stopped by a server shutdown, not by its owner: run it again (from its checkpoint) next start.
                 self.store.requeue(job.id, "server stopped; resumes from its last checkpoint")
                 return
-            if state == "cancelled" and not reason:
+            if state == "cancelled":
                 reason = "cancelled by request"
             self.store.record_artifacts(job.id, scan_artifacts(out_dir))
             self.store.finish(job.id, state, reason, metrics)
