@@ -1,0 +1,251 @@
+"""The Ray worker group on a real local Ray cluster (issue 4): exchange, replicas, faults, nodes, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sdze_core.sdze import WorkerReport
+from sdze_core.solver import LocalExecutor, Solver, initial_horizon
+from sdze_core.spec import JobSpec
+from worker.actor import state_digest
+from worker.executor import RayExecutor, WorkerGroupError, check_method
+from worker.runner import solve_on_ray
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_spec(
+    workers: int = 2, method: str = "sdze", dim: int = 20, width: int = 16, steps: int = 12, **solver
+) -> JobSpec:
+    return JobSpec.model_validate(
+        {
+            "problem": {"name": "sine_gordon_two_body", "dim": dim, "seed": 0},
+            "model": {"width": width, "depth": 3},
+            "solver": {"method": method, "steps": steps, "batch_size": 16, "samples": 4, **solver},
+            "eval": {"test_points": 200, "every": 4, "sample_points": 50},
+            "resources": {"workers": workers},
+            "checkpoint_every": 4,
+            "seed": 3,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray for the module (start/stop costs seconds); reuse a connection someone else opened."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture
+def one_thread():
+    """The actors run one torch thread; the in-process reference must reduce in the same order."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def reference_run(ray_local, tmp_path_factory) -> Path:
+    """An uninterrupted 2-worker run of the default method; its artifacts are compared bitwise below."""
+    out = tmp_path_factory.mktemp("ref")
+    m = solve_on_ray(make_spec(), out)
+    assert m["status"] == "succeeded" and m["steps_done"] == 12 and m["worker_restarts"] == 0
+    assert m["replica_checks"] >= 3
+    return out
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def drive(ex, cfg, steps: int) -> None:
+    """What the trainer does to an executor, minus evaluation and checkpoints."""
+    ex.set_horizon(initial_horizon(cfg))
+    for t in range(steps):
+        ex.step(t)
+
+
+def actor_digests(ex: RayExecutor) -> list[str]:
+    return [d[0] for d in ray.get([a.digest.remote() for a in ex.actors])]
+
+
+Q = 4
+
+
+def run_group(method: str, dim: int = 20, width: int = 16, steps: int = 6) -> dict:
+    """Drive a 2-worker RayExecutor for ``steps`` steps; return its replica digests and exchange log."""
+    cfg = make_spec(method=method, dim=dim, width=width, q=Q).to_config()
+    ex = RayExecutor(cfg)
+    try:
+        drive(ex, cfg, steps)
+        return {
+            "digests": actor_digests(ex),
+            "log": list(ex.exchange_log),
+            "params": ex.describe()["params"],
+            "checks": ex.checks,
+        }
+    finally:
+        ex.close()
+
+
+@pytest.fixture(scope="module")
+def small_groups(ray_local) -> dict:
+    return {m: run_group(m) for m in ("sdze", "sdze_published")}
+
+
+@pytest.mark.parametrize("method", ["sdze", "sdze_published"])
+def test_two_workers_equal_single_process_with_both_probe_sets(small_groups, one_thread, method):
+    """N=2 replicas end bit-identical, and equal one process that evaluates the same 2·q seeded probes."""
+    cfg = make_spec(method=method, q=Q).to_config()
+    digests = small_groups[method]["digests"]
+    assert small_groups[method]["checks"] >= 1
+    assert digests[0] == digests[1]
+    replicas = [Solver(cfg, "cpu"), Solver(cfg, "cpu")]
+    for t in range(6):
+        reports = [replicas[w].evaluate_probes(t, w) for w in range(2)]
+        assert sum(len(r.probes) for r in reports) == 2 * Q
+        for s in replicas:
+            s.apply_probes(t, reports)
+    ref = state_digest(replicas[0])
+    assert ref == state_digest(replicas[1])
+    assert digests[0] == ref  # bitwise: same seeds, same ops, same thread count → same bits
+
+
+def test_exchange_is_seeds_and_scalars_only(small_groups):
+    """Per step only (k, δ) pairs + loss cross (plus h+1 output-layer scalars for update='gn'),
+    and the byte count does not change when the dimension (and so P) grows."""
+    q = Q
+    seen = {(m, 20, 16): (g["log"][-1], g["params"]) for m, g in small_groups.items()}
+    assert [e.step for e in small_groups["sdze"]["log"]] == list(range(6))
+    for method, dim, width in [("sdze_published", 80, 32), ("sdze", 80, 16)]:
+        g = run_group(method, dim, width, steps=2)
+        seen[(method, dim, width)] = (g["log"][-1], g["params"])
+    small, large = seen[("sdze_published", 20, 16)], seen[("sdze_published", 80, 32)]
+    per_worker = 8 * q + 12  # 4-byte k + 4-byte δ per probe, 4 + 8 bytes of loss/framing
+    for ex_, _ in (small, large):
+        assert ex_.payload_bytes == (per_worker, per_worker)
+        assert ex_.comm_bytes == 2 * 2 * per_worker  # all-gather: 2 workers each receive both reports
+        assert ex_.probes == 2 * q
+    assert large[1] > 4 * small[1]  # P grew several-fold …
+    assert large[0].pickled_bytes == small[0].pickled_bytes < 512  # … the serialized exchange did not
+    gn_small, gn_large = seen[("sdze", 20, 16)], seen[("sdze", 80, 16)]
+    assert gn_small[0].payload_bytes == gn_large[0].payload_bytes == (per_worker + 4 * 17,) * 2  # + (h+1) floats
+    assert gn_large[0].pickled_bytes == gn_small[0].pickled_bytes < 4 * gn_large[1]
+
+
+def test_worker_process_killed_mid_run_resumes_bitwise(ray_local, reference_run, tmp_path):
+    """os._exit in worker 1 at step 6 → group rebuilt, resumed from the step-4 checkpoint, same final bits."""
+    crashed = []
+
+    def progress(p):
+        if p.step == 6 and not crashed:
+            names = [n for n in ray.util.list_named_actors() if n.startswith("sdze-") and n.endswith("-w1")]
+            assert len(names) == 1
+            ray.get_actor(names[0]).crash.remote()
+            crashed.append(names[0])
+            time.sleep(0.5)  # let the process die before the next step's RPC
+
+    m = solve_on_ray(make_spec(), tmp_path, progress=progress)
+    assert crashed and m["status"] == "succeeded" and m["steps_done"] == 12
+    assert m["worker_restarts"] == 1 and "ActorDied" in m["workers_lost"][0]
+    assert same_weights(tmp_path, reference_run)
+    ref = json.loads((reference_run / "metrics.json").read_text())
+    assert m["rel_l2"] == ref["rel_l2"] and m["final_loss"] == ref["final_loss"]
+    assert not [n for n in ray.util.list_named_actors() if n.startswith("sdze-")]
+
+
+def test_cancel_stops_within_a_few_steps_and_cleans_up(ray_local, tmp_path):
+    seen = []
+
+    def progress(p):
+        seen.append(p.step)
+
+    m = solve_on_ray(
+        make_spec(steps=500), tmp_path, progress=progress, should_stop=lambda: bool(seen) and seen[-1] >= 3
+    )
+    assert m["status"] == "cancelled" and 3 <= m["steps_done"] <= 5
+    assert not [n for n in ray.util.list_named_actors() if n.startswith("sdze-")]
+    table = ray.util.placement_group_table()
+    assert all(pg["state"] == "REMOVED" for pg in table.values())
+
+
+def test_single_worker_and_first_order(ray_local, one_thread, tmp_path):
+    """One ZO worker equals LocalExecutor bitwise; first-order baselines run on one actor, never on N."""
+    for method in ("sdze", "sdgd_adam"):
+        cfg = make_spec(workers=1, method=method, steps=3).to_config()
+        ex, local = RayExecutor(cfg), LocalExecutor(cfg, "cpu")
+        try:
+            drive(ex, cfg, 3)
+            drive(local, cfg, 3)
+            assert actor_digests(ex) == [state_digest(local.solver)]
+            assert ex.exchange_log.maxlen and not ex.exchange_log  # nothing exchanged with one worker
+        finally:
+            ex.close()
+    with pytest.raises(WorkerGroupError, match="first-order"):
+        check_method(make_spec(workers=2, method="hte_adam").to_config())
+
+
+TWO_NODES = r"""
+import json, os, sys
+from pathlib import Path
+import ray
+from ray.cluster_utils import Cluster
+sys.path.insert(0, sys.argv[1])
+from tests.test_worker_ray import make_spec
+from worker.runner import solve_on_ray
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"node_a": 1}})
+cluster.add_node(num_cpus=1, resources={"node_b": 1})
+ray.init(address=cluster.address, log_to_driver=False)
+cluster.wait_for_nodes()
+try:
+    m = solve_on_ray(make_spec(), Path(sys.argv[2]))
+    print("RESULT" + json.dumps({"nodes": m["ray_nodes"], "status": m["status"], "cluster": len(ray.nodes())}))
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+def test_two_ray_nodes_match_single_node(reference_run, tmp_path):
+    """Two Ray nodes (ray.cluster_utils.Cluster, in its own process), one worker on each; same result."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "SDZE_PLACEMENT_STRATEGY": "STRICT_SPREAD"}
+    env.pop("RAY_ADDRESS", None)
+    r = subprocess.run(
+        [sys.executable, "-c", TWO_NODES, str(ROOT), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    line = next((x for x in r.stdout.splitlines() if x.startswith("RESULT")), None)
+    assert line, f"two-node run failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    res = json.loads(line[6:])
+    assert res["status"] == "succeeded" and res["cluster"] == 2
+    assert len(res["nodes"]) == 2  # STRICT_SPREAD: one worker per node
+    assert same_weights(tmp_path, reference_run)
+
+
+def test_report_payload_counts_probe_scalars():
+    r = WorkerReport(0, [(0, 1.0), (1, -2.0)], 0.5)
+    assert r.payload_bytes() == 2 * 8 + 12
