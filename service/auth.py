@@ -25,8 +25,10 @@ def _unauthorized(detail: str, error: str | None = None) -> Problem:
     return Problem(401, detail, "unauthorized", headers={"WWW-Authenticate": challenge})
 
 
-def current_owner(request: Request) -> str:
-    """FastAPI dependency: the caller's owner id (401 problem when a token is required and missing/wrong)."""
+async def current_owner(request: Request) -> str:
+    """FastAPI dependency: the caller's owner id (401 problem when a token is required and missing/wrong).
+
+    Async on purpose: it is pure CPU, and a sync dependency would cost every request a thread-pool hop."""
     tokens: list[str] = request.app.state.settings.tokens
     if not tokens:
         return ANONYMOUS

@@ -108,8 +108,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as c:
         job = c.get(args.job_id)
+        if args.wait and job["state"] not in ("succeeded", "failed", "cancelled"):
+            job = _wait(c, job)
     _print(job) if args.json else print(_summary(job))
-    return 0
+    if args.wait and job.get("reason"):
+        print(f"reason: {job['reason']}")
+    return 0 if not args.wait or job["state"] == "succeeded" else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -183,6 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = client_parser("status", "show a job")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--wait", action="store_true", help="follow progress (SSE) until the job ends")
     p.set_defaults(func=cmd_status)
     p = client_parser("list", "list jobs (newest first)")
     p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])

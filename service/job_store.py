@@ -146,7 +146,11 @@ def _dumps(obj: Any) -> str:
 def make_engine(url: str) -> Engine:
     """An engine with SQLite's WAL pragmas set on every connection (they are per connection)."""
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # A pool as large as the request thread pool (40): WAL readers never block each other, so a request
+        # should never wait for a pooled connection.
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=40, max_overflow=20
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
@@ -166,6 +170,7 @@ class JobStore:
 
     def __init__(self, url: str):
         self.engine = make_engine(url)
+        self.local = url.startswith("sqlite")
         metadata.create_all(self.engine)
 
     def close(self) -> None:
