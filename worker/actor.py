@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import socket
+import time
 from pathlib import Path
 
 import torch
@@ -135,6 +136,10 @@ class ReplicaWorker:
     def export(self, out_dir: str) -> dict:
         info = self.solver.export(Path(out_dir))
         return {**info, "peak_rss_bytes": self.peak_rss_bytes()}
+
+    def cpu_seconds(self) -> float:
+        """CPU time this worker process has used (benchmarks: tells contention from protocol overhead)."""
+        return time.process_time()
 
     def peak_rss_bytes(self) -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
