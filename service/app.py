@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -89,6 +91,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         app.state.dispatcher = dispatcher
         metrics.watch(store.count_by_state, lambda: dispatcher.ready, lambda: dispatcher.running_count)
+        # Ray's core worker installs a C-level SIGTERM handler that ends the process at once, skipping this
+        # lifespan's shutdown (stop jobs at a step boundary, re-queue them). Put uvicorn's handlers back, from
+        # the main thread, once Ray is connected.
+        saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        loop = asyncio.get_running_loop()
+
+        def restore() -> None:
+            for sig, handler in saved.items():
+                if callable(handler):
+                    signal.signal(sig, handler)
+
+        dispatcher.after_connect = lambda: loop.call_soon_threadsafe(restore)
         dispatcher.start()
         log.info("sdze service: store %s, artifacts %s", settings.db_url, settings.artifacts_root)
         try:

@@ -64,6 +64,7 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.on_finish = on_finish  # callable(state) for metrics
+        self.after_connect: Any = None  # called once connected to Ray (the app restores its signal handlers)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._cancel: set[str] = set()
@@ -79,7 +80,7 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._main, name="sdze-dispatcher", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         """Stop dispatching; running jobs stop at their next step and are re-queued for the next start."""
         self._stopping.set()
         self._wake.set()
@@ -88,6 +89,12 @@ class Dispatcher:
         deadline = time.monotonic() + timeout
         for t in list(self._running.values()):
             t.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = list(self._running)
+        for job_id in left:
+            # Still winding down after the grace period: re-queue now (the next start resumes it from its
+            # checkpoint) rather than leave it for the next start's reconcile to find.
+            self.store.requeue(job_id, "server stopped; resumes from its last checkpoint")
         if self._started_ray:
             import ray
 
@@ -129,6 +136,8 @@ class Dispatcher:
             if requeued:
                 log.info("re-queued %d interrupted job(s): %s", len(requeued), ", ".join(requeued))
             self._connect_ray()
+            if self.after_connect:
+                self.after_connect()
         except Exception as e:  # reported by /readyz; the API still serves stored jobs
             self.error = f"{type(e).__name__}: {e}"
             log.exception("dispatcher failed to start")
@@ -202,8 +211,9 @@ class Dispatcher:
             state, reason = "failed", f"internal: {type(e).__name__}: {e}"
         try:
             cancelled_by_user = self.store.cancel_requested(job.id) or job.id in self._cancel
-            if state == "cancelled" and self._stopping.is_set() and not cancelled_by_user:
-                # Stopped by a server shutdown, not by its owner: run it again (from its checkpoint) next start.
+            if state != "succeeded" and self._stopping.is_set() and not cancelled_by_user:
+                # Stopped (or broken, Ray going down) by a server shutdown, not by its owner: run it again from
+                # its checkpoint at the next start; a no-op when stop() re-queued it already.
                 self.store.requeue(job.id, "server stopped; resumes from its last checkpoint")
                 return
             if state == "cancelled":

@@ -310,10 +310,19 @@ class JobStore:
             )
             self._event(c, job_id, "state", {"state": state, "reason": reason})
 
-    def requeue(self, job_id: str, reason: str) -> None:
+    def requeue(self, job_id: str, reason: str) -> bool:
+        """Running → queued (a no-op for a job in any other state); returns whether it moved."""
         with self.engine.begin() as c:
-            c.execute(jobs.update().where(jobs.c.id == job_id).values(state="queued", reason=reason))
+            r = c.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.state == "running")
+                .values(state="queued", reason=reason)
+                .returning(jobs.c.id)
+            ).first()
+            if r is None:
+                return False
             self._event(c, job_id, "state", {"state": "queued", "reason": reason})
+        return True
 
     def request_cancel(self, job_id: str) -> Job:
         """Queued → cancelled at once; running → flagged (the dispatcher stops it at a step boundary)."""
