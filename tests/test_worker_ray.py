@@ -17,7 +17,7 @@ from sdze_core.sdze import WorkerReport
 from sdze_core.solver import LocalExecutor, Solver, initial_horizon
 from sdze_core.spec import JobSpec
 from worker.actor import state_digest
-from worker.executor import RayExecutor, WorkerGroupError, check_method
+from worker.executor import RayExecutor, ResourcesUnavailable, UnsupportedMethod, WorkersLost, check_method
 from worker.runner import solve_on_ray
 
 ray = pytest.importorskip("ray")
@@ -201,8 +201,31 @@ def test_single_worker_and_first_order(ray_local, one_thread, tmp_path):
             assert ex.exchange_log.maxlen and not ex.exchange_log  # nothing exchanged with one worker
         finally:
             ex.close()
-    with pytest.raises(WorkerGroupError, match="first-order"):
+    with pytest.raises(UnsupportedMethod, match="first-order"):
         check_method(make_spec(workers=2, method="hte_adam").to_config())
+
+
+def test_unreservable_group_fails_fast_and_releases(ray_local):
+    """More workers than the cluster has CPUs: a clear error after the timeout, no placement group left."""
+    with pytest.raises(ResourcesUnavailable, match="could not reserve 64 worker"):
+        RayExecutor(make_spec(workers=64).to_config(), ready_timeout_s=1)
+    assert all(pg["state"] == "REMOVED" for pg in ray.util.placement_group_table().values())
+
+
+def test_restarts_are_bounded(ray_local, tmp_path, monkeypatch):
+    """With no restart budget left, a lost worker fails the job with WorkersLost (and cleans up)."""
+    import worker.runner
+
+    monkeypatch.setattr(worker.runner, "MAX_RESTARTS", 0)
+
+    def progress(p):
+        if p.step == 2:
+            names = [n for n in ray.util.list_named_actors() if n.startswith("sdze-") and n.endswith("-w0")]
+            ray.kill(ray.get_actor(names[0]))
+
+    with pytest.raises(WorkersLost, match="giving up"):
+        solve_on_ray(make_spec(), tmp_path, progress=progress)
+    assert not [n for n in ray.util.list_named_actors() if n.startswith("sdze-")]
 
 
 TWO_NODES = r"""

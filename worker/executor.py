@@ -20,6 +20,7 @@ hashes its full state; any difference raises ``ReplicaMismatch`` and fails the j
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import uuid
 from collections import deque
@@ -51,6 +52,18 @@ class WorkerGroupError(RuntimeError):
     """The worker group could not be started or used (resources, method, restarts exhausted)."""
 
 
+class ResourcesUnavailable(WorkerGroupError):
+    """The cluster could not reserve the job's N bundles in time."""
+
+
+class WorkersLost(WorkerGroupError):
+    """Workers kept dying: the restart budget is spent."""
+
+
+class UnsupportedMethod(WorkerGroupError, ValueError):
+    """The method cannot run on several workers (first-order baselines)."""
+
+
 class ReplicaMismatch(RuntimeError):
     """Replicas that must be bit-identical are not: the job must fail, never train on."""
 
@@ -69,7 +82,7 @@ class Exchange:
 def check_method(cfg: RunConfig) -> None:
     """First-order baselines run on one worker only (their update needs the full gradient, not seeds)."""
     if cfg.solver.method in FIRST_ORDER_METHODS and cfg.workers > 1:
-        raise WorkerGroupError(
+        raise UnsupportedMethod(
             f"method {cfg.solver.method!r} is a first-order (autograd + Adam) baseline and runs on one worker; "
             f"set resources.workers=1. Multi-worker runs exchange only seeds and scalars and are for the "
             f"zeroth-order methods (sdze, sdze_published, sdze_no_crns, zo_full)."
@@ -79,6 +92,7 @@ def check_method(cfg: RunConfig) -> None:
 class RayExecutor:
     """N replicas as Ray actors in one placement group (all N bundles reserved at once, or none).
 
+    Reserving waits up to ``ready_timeout_s`` (default ``SDZE_RESERVE_TIMEOUT_S`` or 120 s).
     ``gpus_per_worker`` > 0 asks Ray for that many GPUs per actor (cuda is used when torch sees one);
     otherwise each actor takes one CPU. ``strategy`` is the placement-group strategy (PACK by default: fill a
     node first, spill over; SPREAD to put one worker per node). Actors are named ``{name}-w{rank}`` so that
@@ -93,7 +107,7 @@ class RayExecutor:
         strategy: str = "PACK",
         check_every: int | None = None,
         prefetch: bool = True,
-        ready_timeout_s: float = 120.0,
+        ready_timeout_s: float | None = None,
         name: str | None = None,
     ):
         check_method(cfg)
@@ -109,12 +123,14 @@ class RayExecutor:
         self._checked_at = -1  # step of the last replica check
         self._closed = False
         self.actors: list = []
+        if ready_timeout_s is None:
+            ready_timeout_s = float(os.environ.get("SDZE_RESERVE_TIMEOUT_S", "120"))
         bundle = {"CPU": 1.0, **({"GPU": float(gpus_per_worker)} if gpus_per_worker > 0 else {})}
         self.pg = placement_group([dict(bundle) for _ in range(self.n)], strategy=strategy, name=self.name)
         try:
             ready, _ = ray.wait([self.pg.ready()], timeout=ready_timeout_s)
             if not ready:
-                raise WorkerGroupError(
+                raise ResourcesUnavailable(
                     f"could not reserve {self.n} worker(s) × {bundle} ({strategy}) within {ready_timeout_s:.0f} s; "
                     f"cluster has {ray.cluster_resources()}, free {ray.available_resources()}"
                 )

@@ -21,7 +21,7 @@ from sdze_core.spec import JobSpec
 from sdze_core.trainer import Progress, RunState, Trainer
 
 from .cluster import connect
-from .executor import WORKER_LOST, RayExecutor, WorkerGroupError, check_method
+from .executor import WORKER_LOST, RayExecutor, WorkersLost, check_method
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ def solve_on_ray(
     in-process). Resumes from ``checkpoint_dir`` (default ``out_dir/checkpoint``) when it holds a checkpoint.
     ``out_dir`` and ``checkpoint_dir`` must be reachable by the workers (shared storage on a multi-node cluster).
     ``progress`` gets every step; ``should_stop`` is polled every step (cancel at the next step boundary).
-    Raises ``WorkerGroupError`` when resources cannot be reserved or workers keep dying (after
-    ``SDZE_MAX_RESTARTS`` restarts, default 3) and ``ReplicaMismatch`` if replicas ever differ.
+    Raises ``WorkerGroupError`` subclasses: ``ResourcesUnavailable`` (bundles not reserved in time),
+    ``WorkersLost`` (workers kept dying: more than ``SDZE_MAX_RESTARTS`` restarts, default 3), ``UnsupportedMethod``
+    (a first-order method with workers > 1); and ``ReplicaMismatch`` if replicas ever differ.
     """
     cfg = spec.to_config()
     check_method(cfg)
@@ -79,9 +80,9 @@ def solve_on_ray(
         except WORKER_LOST as e:
             lost.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             if restarts >= MAX_RESTARTS:
-                raise WorkerGroupError(f"workers lost {restarts + 1} times; giving up. Last: {lost[-1]}") from e
+                raise WorkersLost(f"workers lost {restarts + 1} times; giving up. Last: {lost[-1]}") from e
             if should_stop is not None and should_stop():
-                raise WorkerGroupError(f"a worker was lost while the job was being cancelled: {lost[-1]}") from e
+                raise WorkersLost(f"a worker was lost while the job was being cancelled: {lost[-1]}") from e
             restarts += 1
             log.warning("worker lost (%s); restart %d/%d from %s", lost[-1], restarts, MAX_RESTARTS, ckpt)
             time.sleep(0.2)  # let Ray release the dead group's resources before reserving new ones
@@ -99,8 +100,8 @@ def solve_on_ray(
     if ex.exchange_log:
         last = ex.exchange_log[-1]
         metrics["exchange"] = {
-            "accounting": "comm_bytes_per_step = workers × Σ_w payload_bytes(report_w); 4-byte k and δ per probe, "
-            "the loss, and the Gauss–Newton statistics when last_layer='solve'",
+            "accounting": "comm_bytes_per_step = workers × Σ_w payload_bytes(report_w): 4-byte k and δ per probe, "
+            "the loss, and the method's width-sized extras (output-layer coefficients / Gauss–Newton statistics)",
             "payload_bytes_per_worker": list(last.payload_bytes),
             "probes_per_step": last.probes,
             "pickled_bytes_per_step": last.pickled_bytes,
