@@ -159,6 +159,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guard(func):
+    """Client verbs: API errors and unreachable servers become one-line messages (exit 1), not tracebacks."""
+
+    def run(args: argparse.Namespace) -> int:
+        import httpx
+
+        from .client import ApiError
+
+        try:
+            return func(args)
+        except ApiError as e:
+            errs = e.problem.get("errors") or []
+            lines = [f"  {x.get('field') or '(body)'}: {x.get('msg')}" for x in errs]
+            print("\n".join([f"error: {e}", *lines]), file=sys.stderr)
+        except httpx.TransportError as e:
+            print(f"error: cannot reach the service at {args.url}: {e}", file=sys.stderr)
+        return 1
+
+    return run
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the service verbs to the ``sdze`` parser."""
     s = sub.add_parser("serve", help="run the REST job service (SQLite store, local Ray by default)")
@@ -183,27 +204,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("spec", help="job spec JSON file")
     p.add_argument("--wait", action="store_true", help="follow progress (SSE) until the job ends")
     p.add_argument("--idempotency-key", default=None)
-    p.set_defaults(func=cmd_submit)
+    p.set_defaults(func=_guard(cmd_submit))
     p = client_parser("status", "show a job")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true")
     p.add_argument("--wait", action="store_true", help="follow progress (SSE) until the job ends")
-    p.set_defaults(func=cmd_status)
+    p.set_defaults(func=_guard(cmd_status))
     p = client_parser("list", "list jobs (newest first)")
     p.add_argument("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=_guard(cmd_list))
     p = client_parser("cancel", "cancel a job")
     p.add_argument("job_id")
-    p.set_defaults(func=cmd_cancel)
+    p.set_defaults(func=_guard(cmd_cancel))
     p = client_parser("download", "download a job's artifacts")
     p.add_argument("job_id")
     p.add_argument("--out", default=".", help="folder (default .)")
     p.add_argument("--name", action="append", help="only this artifact (repeatable)")
-    p.set_defaults(func=cmd_download)
+    p.set_defaults(func=_guard(cmd_download))
     p = client_parser("evaluate", "evaluate a finished job's solution at points (.npy or JSON list of lists)")
     p.add_argument("job_id")
     p.add_argument("points", help="(n, d) .npy file or JSON file [[x1..xd], …]")
     p.add_argument("--out", default=None, help="write u as .npy here (default: print JSON)")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=_guard(cmd_evaluate))

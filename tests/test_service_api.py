@@ -227,6 +227,30 @@ def test_lifecycle_idempotency_sse_artifacts_evaluate(server, alice, done_job, t
     done_job["id"] = job["id"]
 
 
+def test_cli_verbs(server, done_job, tmp_path):
+    def sdze(*argv: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "service.cli", *argv, "--url", server.url, "--token", ALICE]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**TINY, "solver": {"steps": 20, "lr": 0.01}}))
+    p = sdze("submit", str(spec), "--wait")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "succeeded" in p.stdout and "step 20/20" in p.stdout
+    assert "20/20" in p.stderr  # the progress bar reached the end on the SSE stream
+    p = sdze("status", done_job["id"])
+    assert p.returncode == 0 and done_job["id"] in p.stdout and "succeeded" in p.stdout
+    p = sdze("list", "--state", "succeeded")
+    assert p.returncode == 0 and done_job["id"] in p.stdout
+    p = sdze("download", done_job["id"], "--out", str(tmp_path / "dl"), "--name", "metrics.json")
+    assert p.returncode == 0 and json.loads((tmp_path / "dl" / "metrics.json").read_text())["status"] == "succeeded"
+    np.save(tmp_path / "pts.npy", np.zeros((2, 20)))
+    p = sdze("evaluate", done_job["id"], str(tmp_path / "pts.npy"))
+    assert p.returncode == 0 and len(json.loads(p.stdout)) == 2
+    p = sdze("cancel", done_job["id"])
+    assert p.returncode == 1 and "409" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_jobs_are_private_to_their_token(server, alice, bob, done_job):
     jid = done_job["id"]
     assert jid not in [j["id"] for j in bob.iter_jobs()]
