@@ -205,7 +205,8 @@ class Dispatcher:
                 state, reason = "failed", f"internal: unknown status {state!r}"
         except WorkerGroupError as e:
             log.warning("job %s: %s", job.id, e)
-            state, reason = "failed", f"worker-lost: {e}"
+            kind = {"ResourcesUnavailable": "resources-unavailable", "UnsupportedMethod": "invalid-spec"}
+            state, reason = "failed", f"{kind.get(type(e).__name__, 'worker-lost')}: {e}"
         except Exception as e:
             log.exception("job %s crashed", job.id)
             state, reason = "failed", f"internal: {type(e).__name__}: {e}"
