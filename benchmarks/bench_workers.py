@@ -100,23 +100,19 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"Load average at the end: {os.getloadavg()[0]:.1f} (shared machine: absolute numbers are noisy).",
         "",
         "| method | d | width | batch | P | workers | step (s) | worker CPU share "
-        "| perturbations/s | scaling | per worker CPU-s | CPU-normalised scaling | bytes/step (all-gather) "
+        "| perturbations/s | scaling | bytes/step (all-gather) "
         "| pickled list | DDP all-reduce 4P | 4P / bytes | replica check (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         b = base.get((r["method"], r["dim"]))
         scale = f"{r['pert_per_s'] / b['pert_per_s']:.2f}×" if b and r["workers"] > 1 else "1"
-        # Probes per CPU-second of the workers: the scaling N workers would reach if each had a free core.
-        per_cpu = r["pert_per_s"] / (r["workers"] * r["cpu_share"])
-        norm = f"{r['workers'] * per_cpu / (b['pert_per_s'] / b['cpu_share']):.2f}×" if b and r["workers"] > 1 else "1"
         ratio = f"{r['allreduce'] / r['comm_bytes']:.0f}×" if r["comm_bytes"] else "—"
         out.append(
             f"| `{r['method']}` | {r['dim']:.0e} "
             f"| {r['width']} | {r['batch']} | {r['params']:,} | {r['workers']} "
             f"| {r['step_s']:.3f} | {r['cpu_share']:.0%} "
-            f"| {r['pert_per_s']:.1f} | {scale} | {per_cpu:.1f} | {norm} "
-            f"| {r['comm_bytes']:,} | {r['pickled']:,} | {r['allreduce']:,} "
+            f"| {r['pert_per_s']:.1f} | {scale} | {r['comm_bytes']:,} | {r['pickled']:,} | {r['allreduce']:,} "
             f"| {ratio} | {r['check_s']:.2f} |"
         )
     return "\n".join(out)

@@ -269,6 +269,60 @@ def test_two_ray_nodes_match_single_node(reference_run, tmp_path):
     assert same_weights(tmp_path, reference_run)
 
 
+AUTH_HEAD = r"""
+import sys
+import ray
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+"""
+
+AUTH_CLIENT = r"""
+import sys, time
+from worker.cluster import RayConnectError, connect
+t = time.time()
+try:
+    connect(sys.argv[1])
+    import ray
+    print("CONNECTED", ray.cluster_resources()["CPU"], time.time() - t)
+except RayConnectError as e:
+    print("REFUSED", time.time() - t, e)
+"""
+
+
+def test_token_auth_cluster_connects_or_fails_fast(tmp_path):
+    """A token-auth head (Ray 2.60 default): a token file connects without RAY_AUTH_MODE; a wrong token
+    fails in seconds with a message naming what to set (Ray alone retries ~20 s, then a bare ConnectionError)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["HOME"] = str(tmp_path)  # the head writes a fresh token to $HOME/.ray/auth_token
+    head = subprocess.Popen(
+        [sys.executable, "-c", AUTH_HEAD], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        address = head.stdout.readline().strip()
+        token = tmp_path / ".ray" / "auth_token"
+        assert address and token.is_file()
+        client_env = {**env, "HOME": str(tmp_path / "client")}
+        cases = {"good": {"RAY_AUTH_TOKEN_PATH": str(token)}, "bad": {"RAY_AUTH_TOKEN": "x" * 32}}
+        out = {}
+        for name, extra in cases.items():
+            r = subprocess.run(
+                [sys.executable, "-c", AUTH_CLIENT, address],
+                env={**client_env, **extra},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=ROOT,
+            )
+            out[name] = next((x for x in r.stdout.splitlines() if x.startswith(("CONNECTED", "REFUSED"))), r.stderr)
+        assert out["good"].startswith("CONNECTED"), out["good"]
+        assert out["bad"].startswith("REFUSED") and "RAY_AUTH_MODE=token" in out["bad"], out["bad"]
+        assert float(out["bad"].split()[1]) < 10
+    finally:
+        head.stdin.close()
+        head.wait(timeout=60)
+
+
 def test_report_payload_counts_probe_scalars():
     r = WorkerReport(0, [(0, 1.0), (1, -2.0)], 0.5)
     assert r.payload_bytes() == 2 * 8 + 12

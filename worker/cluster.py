@@ -36,6 +36,21 @@ def _token_available() -> bool:
     return (Path.home() / ".ray" / "auth_token").is_file()
 
 
+def _enable_token_auth() -> None:
+    """Switch this process (and its children) to token auth.
+
+    Ray 2.60's client sends no token to a ``host:port`` address unless ``RAY_AUTH_MODE=token``, and it caches the
+    mode at import, so setting the variable alone is not enough; Ray's own helper also refreshes its config.
+    Sending a token to a cluster without auth is accepted (measured), so this is safe whenever a token exists."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth as enable
+
+        enable()
+    except ImportError:  # other Ray versions: the variable is all we can do
+        pass
+
+
 def _probe_gcs(address: str) -> None:
     """One GCS handshake: raises ``AuthenticationError`` in ~0.5 s on a bad/missing token."""
     from ray._raylet import GcsClient  # Ray's own client; no public equivalent with this fast failure
@@ -49,17 +64,7 @@ def _preflight(address: str) -> None:
         return
     try:
         _probe_gcs(address)
-        return
     except ray.exceptions.AuthenticationError as e:
-        # The usual 2.60 pitfall: a token is at hand but RAY_AUTH_MODE is unset, so the client sends none.
-        if os.environ.get("RAY_AUTH_MODE") is None and _token_available():
-            os.environ["RAY_AUTH_MODE"] = "token"
-            try:
-                _probe_gcs(address)
-                log.info("connected with RAY_AUTH_MODE=token (a token was available)")
-                return
-            except ray.exceptions.AuthenticationError:
-                pass
         raise RayConnectError(f"Ray at {address} rejected the connection: {AUTH_HELP}") from e
     except Exception as e:
         raise RayConnectError(f"cannot reach the Ray cluster at {address}: {e}") from e
@@ -76,10 +81,8 @@ def connect(ray_address: str | None = None, *, min_cpus: int = 1) -> bool:
         return False
     address = ray_address or os.environ.get("RAY_ADDRESS") or None
     if address:
-        if os.environ.get("RAY_AUTH_MODE") is None and (
-            os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-        ):
-            os.environ["RAY_AUTH_MODE"] = "token"  # an explicit token means token auth
+        if os.environ.get("RAY_AUTH_MODE") is None and _token_available():
+            _enable_token_auth()
         _preflight(address)
         try:
             ray.init(address=address, log_to_driver=False)

@@ -81,8 +81,8 @@ def solve_on_ray(
             lost.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             if restarts >= MAX_RESTARTS:
                 raise WorkersLost(f"workers lost {restarts + 1} times; giving up. Last: {lost[-1]}") from e
-            if should_stop is not None and should_stop():
-                raise WorkersLost(f"a worker was lost while the job was being cancelled: {lost[-1]}") from e
+            # A cancel that arrives now is honoured by the fresh trainer at once (status "cancelled", artifacts
+            # from the last checkpoint), like any other cancel.
             restarts += 1
             log.warning("worker lost (%s); restart %d/%d from %s", lost[-1], restarts, MAX_RESTARTS, ckpt)
             time.sleep(0.2)  # let Ray release the dead group's resources before reserving new ones
