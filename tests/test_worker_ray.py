@@ -45,6 +45,7 @@ def make_spec(
 @pytest.fixture(scope="module")
 def ray_local():
     """One local Ray for the module (start/stop costs seconds); reuse a connection someone else opened."""
+    before = os.environ.get("RAY_AUTH_MODE")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     started = not ray.is_initialized()
     if started:
@@ -52,6 +53,8 @@ def ray_local():
     yield
     if started:
         ray.shutdown()
+    if before is None:  # leave the environment as other test modules expect it
+        os.environ.pop("RAY_AUTH_MODE", None)
 
 
 @pytest.fixture
