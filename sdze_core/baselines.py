@@ -14,9 +14,8 @@ import torch
 from .config import SolverConfig
 from .model import MLP
 from .problems import Problem
-from .residual import make_batch, residual, u_jet
+from .residual import BatchSource, residual, u_jet
 from .schedule import LinearDecay
-from .seeds import derive, generator
 from .taylor import FirstLayer, hidden_jet
 
 
@@ -34,15 +33,15 @@ class AdamEngine:
     def __post_init__(self) -> None:
         for p in self.model.params():
             p.requires_grad_(True)
+        self.batches = BatchSource(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         a = self.solver.adam
         self.opt = torch.optim.Adam(self.model.params(), lr=a.lr, betas=a.betas)
 
     def step(self, step: int) -> float:
         """One Adam step on the CRN batch of step t (worker 0); returns the batch loss before the update."""
-        s, m = self.solver, self.model
+        m = self.model
         with torch.no_grad():
-            gen = generator(derive(self.job_seed, "batch", step, 0), self.device)
-            batch = make_batch(self.problem, s.batch_size, s.estimator, s.samples, gen, self.dtype, self.device)
+            batch = self.batches.get(step, 0)
         first = FirstLayer.compute(m.W[0], m.b[0], batch.x, batch.dirs)
         phi = hidden_jet(first, m.W[1:-1], m.b[1:-1], self.problem.order)
         loss = residual(self.problem, batch, u_jet(batch, phi, m.W[-1], m.b[-1])).square().mean()

@@ -14,6 +14,7 @@ from torch import Tensor
 from .estimators import Directions, sample_directions
 from .problems import Problem
 from .sampling import sample_points
+from .seeds import derive, generator
 from .taylor import Jet, boundary_jet, jet_mul, operator_from_jet, output_jet
 
 
@@ -39,8 +40,43 @@ def make_batch(
     """Draw the step's points then its directions from ``gen``; f is evaluated in float64 then cast."""
     x = sample_points(problem, n, gen, dtype, device)
     dirs = sample_directions(estimator, problem.dim, samples, problem.order, gen, dtype, device)
-    f = problem.source(x.double()).to(dtype)
-    return StepBatch(x, f, dirs, boundary_jet(problem.boundary_poly, x, dirs, problem.order))
+    return StepBatch(
+        x, source_chunked(problem, x).to(dtype), dirs, boundary_jet(problem.boundary_poly, x, dirs, problem.order)
+    )
+
+
+def source_chunked(problem: Problem, x: Tensor, max_floats: int = 1 << 22) -> Tensor:
+    """f(x) in float64, a few points at a time: at d = 10^7 one float64 copy of a batch would be 8 GB."""
+    rows = max(1, max_floats // problem.dim)
+    return torch.cat([problem.source(xs.double()) for xs in x.split(rows)])
+
+
+class BatchSource:
+    """The step's common random numbers, drawn from ``seed(job, "batch", t, w)``. Batches of the latest step
+    are kept, so ``apply`` (and timing code) reuses what ``evaluate`` drew; older steps are dropped, since at
+    d = 10^7 one batch is 4 GB."""
+
+    def __init__(self, problem: Problem, solver, job_seed: int, dtype=torch.float32, device="cpu"):
+        self.problem, self.solver, self.job_seed = problem, solver, job_seed
+        self.dtype, self.device = dtype, device
+        self._cache: dict[tuple[int, int], StepBatch] = {}
+
+    def live(self) -> list[StepBatch]:
+        return list(self._cache.values())
+
+    def seed(self, step: int, worker: int) -> int:
+        return derive(self.job_seed, "batch", step, worker)
+
+    def get(self, step: int, worker: int) -> StepBatch:
+        key = (step, worker)
+        if key not in self._cache:
+            self._cache = {k: v for k, v in self._cache.items() if k[0] >= step}
+            s = self.solver
+            gen = generator(self.seed(step, worker), self.device)
+            self._cache[key] = make_batch(
+                self.problem, s.batch_size, s.estimator, s.samples, gen, self.dtype, self.device
+            )
+        return self._cache[key]
 
 
 def u_jet(batch: StepBatch, phi: Jet, w: Tensor, b: Tensor) -> Jet:

@@ -33,7 +33,13 @@ class TestSet:
     seed: int
     chunk: int = 2048
 
+    @property
+    def rows(self) -> int:
+        """Points per chunk: at most ``chunk``, and at most 2^22 float64 numbers (32 MB) per chunk."""
+        return max(1, min(self.chunk, (1 << 22) // self.problem.dim))
+
     def chunks(self, dtype=torch.float64, device="cpu") -> Iterator[Tensor]:
-        for i, start in enumerate(range(0, self.n, self.chunk)):
-            m = min(self.chunk, self.n - start)
+        rows = self.rows
+        for i, start in enumerate(range(0, self.n, rows)):
+            m = min(rows, self.n - start)
             yield sample_points(self.problem, m, generator(derive(self.seed, "test", i)), dtype, "cpu").to(device)

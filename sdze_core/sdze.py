@@ -27,7 +27,7 @@ from torch import Tensor
 from .config import SolverConfig, ZOConfig
 from .model import MLP
 from .problems import Problem
-from .residual import StepBatch, make_batch, residual, u_jet
+from .residual import BatchSource, StepBatch, residual, u_jet
 from .schedule import LinearDecay
 from .seeds import derive, generator
 from .subspace import DataBasis, random_basis
@@ -92,6 +92,8 @@ class SDZEEngine:
 
     def __post_init__(self) -> None:
         cfg = self.cfg
+        self.batches = BatchSource(self.problem, self.solver, self.job_seed, self.dtype, self.device)
+        self._bases: list[tuple[StepBatch, DataBasis]] = []
         if cfg.perturbation not in ("subspace", "full"):
             raise ValueError(f"unknown perturbation {cfg.perturbation!r}")
         if cfg.gradient == "forward" and cfg.perturbation == "full":
@@ -142,17 +144,23 @@ class SDZEEngine:
         return out
 
     # ---------------------------------------------------------------------------------------- batches
-    def batch_seed(self, step: int, worker: int) -> int:
-        return derive(self.job_seed, "batch", step, worker)
+    def _data_basis(self, batch: StepBatch) -> DataBasis:
+        """The batch's aligned first-layer basis, built once per batch (evaluate and apply share it)."""
+        for b, basis in self._bases:
+            if b is batch:
+                return basis
+        basis = DataBasis.build(batch.x, batch.dirs)
+        live = self.batches.live()  # drop bases of batches the batch cache has let go (older steps)
+        self._bases = [(b, B) for b, B in self._bases if any(b is x for x in live)] + [(batch, basis)]
+        return basis
 
     def make_batch(self, step: int, worker: int) -> StepBatch:
-        s = self.solver
-        gen = generator(self.batch_seed(step, worker), self.device)
-        return make_batch(self.problem, s.batch_size, s.estimator, s.samples, gen, self.dtype, self.device)
+        """Worker w's CRN batch of step t (cached: ``apply`` reuses what ``evaluate`` drew)."""
+        return self.batches.get(step, worker)
 
     def _context(self, batch: StepBatch, first: bool = True) -> _StepCtx:
         m = self.model
-        data = DataBasis.build(batch.x, batch.dirs) if self.layers and self.layers[0].V is None else None
+        data = self._data_basis(batch) if self.layers and self.layers[0].V is None else None
         ctx = _StepCtx(batch, FirstLayer.compute(m.W[0], m.b[0], batch.x, batch.dirs) if first else None, data)
         if self.layers and self.layers[0].V is not None:
             ctx.x_v = batch.x @ self.layers[0].V
@@ -402,11 +410,7 @@ class SDZEEngine:
         i = 0
         for r in reports:
             ctx_batch = self.make_batch(step, r.worker) if self.layers[0].V is None else None
-            ctx = (
-                _StepCtx(ctx_batch, None, DataBasis.build(ctx_batch.x, ctx_batch.dirs))
-                if ctx_batch
-                else _StepCtx(None, None, None)
-            )
+            ctx = _StepCtx(ctx_batch, None, self._data_basis(ctx_batch)) if ctx_batch else _StepCtx(None, None, None)
             A1 = None
             for k, _ in r.probes:
                 c = float(coef[i]) / Q
@@ -447,7 +451,7 @@ class SDZEEngine:
             m.W[-1].add_(r.last[:-1].unsqueeze(0), alpha=scale)
             m.b[-1].add_(r.last[-1:], alpha=scale)
             ctx_batch = self.make_batch(step, r.worker) if self.layers[0].V is None else None
-            ctx = _StepCtx(ctx_batch, None, DataBasis.build(ctx_batch.x, ctx_batch.dirs) if ctx_batch else None)
+            ctx = _StepCtx(ctx_batch, None, self._data_basis(ctx_batch) if ctx_batch else None)
             A1 = None
             for k, a in r.probes:
                 z = self._draw(step, r.worker, k, ctx)

@@ -25,7 +25,17 @@ def random_basis(n: int, r: int, gen: torch.Generator, dtype=torch.float32, devi
     r = min(r, n)
     g = torch.randn(n, r, generator=gen, dtype=dtype, device=device)
     q, rr = torch.linalg.qr(g)
-    return q * torch.sign(torch.diagonal(rr)).unsqueeze(0)  # unique QR: positive diagonal
+    # unique QR (positive diagonal); row-major, as after a checkpoint round trip: matmul rounding depends on layout
+    return (q * torch.sign(torch.diagonal(rr)).unsqueeze(0)).contiguous()
+
+
+def gram64(a: Tensor, b: Tensor | None = None, cols: int = 1 << 20) -> Tensor:
+    """a bᵀ accumulated in float64 over column blocks (no float64 copy of a d-wide batch)."""
+    b = a if b is None else b
+    out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64, device=a.device)
+    for j in range(0, a.shape[1], cols):
+        out += a[:, j : j + cols].double() @ b[:, j : j + cols].double().t()
+    return out
 
 
 @dataclass(frozen=True)
@@ -47,14 +57,14 @@ class DataBasis:
         if rel_tol is None:
             rel_tol = 1e-12 if x.dtype == torch.float64 else 1e-6
         N = x.shape[0]
-        x64 = x.double()
-        xx = x64 @ x64.t()
-        xd = dirs.dot(x64)  # (N, S)
+        xx = gram64(x)
+        xd = dirs.dot(x).double()  # (N, S); for coordinates an exact gather
+        if dirs.idx is None:
+            xd = gram64(x, dirs.vecs)
         if dirs.idx is not None:
             dd = torch.eye(dirs.count, dtype=torch.float64, device=x.device)  # distinct coordinates
         else:
-            v = dirs.vecs.double()
-            dd = v @ v.t()
+            dd = gram64(dirs.vecs)
         G = torch.cat([torch.cat([xx, xd], 1), torch.cat([xd.t(), dd], 1)], 0)
         lam, Q = torch.linalg.eigh(G)
         keep = lam > rel_tol * lam.max()

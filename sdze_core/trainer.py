@@ -134,8 +134,8 @@ class Trainer:
 
     def run(self) -> dict:
         """Train to the end of the budget (or stop/divergence) and write all artifacts; returns metrics."""
+        resumed = self._resume()  # replaces self.state: bind it only afterwards
         cfg, st = self.cfg, self.state
-        resumed = self._resume()
         if not resumed:
             self.ex.set_horizon(initial_horizon(cfg))
         status, reason = "succeeded", None

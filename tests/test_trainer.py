@@ -1,0 +1,142 @@
+"""The training loop: artifacts, exact resume, divergence, budgets, stop flag, spec errors, CLI."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from core_helpers import tiny_spec
+from pydantic import ValidationError
+from safetensors.torch import load_file
+
+from sdze_core.inference import load_solution
+from sdze_core.spec import JobSpec
+from sdze_core.trainer import Trainer
+
+ARTIFACTS = {"model.safetensors", "metrics.json", "history.csv", "loss.png", "samples.npz"}
+METRIC_KEYS = {
+    "rel_l2",
+    "best_rel_l2",
+    "null_rel_l2",
+    "aniso_ratio",
+    "steps_done",
+    "wall_s",
+    "step_s_median",
+    "peak_rss_bytes",
+    "params",
+    "method",
+    "dim",
+}
+
+
+@pytest.mark.parametrize("method", ["sdze", "sdgd_adam"])
+def test_run_writes_every_artifact_and_metric(tmp_path, method):
+    cfg = tiny_spec(method=method, steps=25, eval={"test_points": 300, "every": 10, "sample_points": 50}).to_config()
+    events = []
+    m = Trainer(cfg, tmp_path, progress=events.append).run()
+    assert {p.name for p in tmp_path.iterdir()} >= ARTIFACTS
+    assert set(m) >= METRIC_KEYS and m["status"] == "succeeded" and m["steps_done"] == 25
+    assert json.loads((tmp_path / "metrics.json").read_text())["rel_l2"] == m["rel_l2"]
+    assert math.isclose(m["aniso_ratio"], m["rel_l2"] / m["null_rel_l2"], rel_tol=1e-12)
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(26))
+    assert sum(1 for r in rows if r["rel_l2"]) == 4  # steps 0, 10, 20 and the final one
+    s = np.load(tmp_path / "samples.npz")
+    assert s["x"].shape == (50, 20) and s["u_pred"].shape == s["u_exact"].shape == (50,)
+    sol = load_solution(tmp_path)  # the exported weights reproduce the samples' prediction
+    torch.testing.assert_close(
+        sol.predict(torch.from_numpy(s["x"])), torch.from_numpy(s["u_pred"]), rtol=1e-5, atol=1e-6
+    )
+    assert events[-1].event == "done" and any(e.event == "eval" for e in events)
+    assert load_file(str(tmp_path / "model.safetensors"))["layers.0.weight"].shape == (16, 20)
+
+
+@pytest.mark.parametrize("method", ["sdze", "sdze_published", "sdgd_adam"])
+def test_resumed_run_ends_bit_identical_to_uninterrupted(tmp_path, method):
+    spec = tiny_spec(method=method, steps=30, checkpoint_every=10, eval={"test_points": 100, "every": 10})
+    full = Trainer(spec.to_config(), tmp_path / "full").run()
+    calls = {"n": 0}
+
+    def stop_after_20() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 20
+
+    part = Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after_20).run()
+    assert part["status"] == "cancelled" and part["steps_done"] == 20
+    resumed = Trainer(spec.to_config(), tmp_path / "part").run()
+    assert resumed["steps_done"] == 30 and resumed["status"] == "succeeded"
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["rel_l2"] == full["rel_l2"]
+
+
+def test_diverging_run_fails_with_a_reason(tmp_path):
+    # Adam at lr 10 on a fourth-order problem: the jets' fourth derivatives overflow float32 within steps
+    spec = tiny_spec(method="sdgd_adam", lr=10, steps=150, problem={"name": "biharmonic_three_body", "dim": 8})
+    m = Trainer(spec.to_config(), tmp_path).run()
+    assert m["status"] == "failed" and "diverged" in m["reason"] and m["steps_done"] < 150
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_time_budget_bounds_training_time_and_fixes_the_schedule(tmp_path):
+    spec = tiny_spec(method="sdze_published", steps=None, time_limit_s=3.0, eval={"test_points": 100, "every": 1000})
+    m = Trainer(spec.to_config(), tmp_path).run()
+    assert m["status"] == "succeeded" and 3.0 <= m["wall_s"] < 3.0 + 10 * m["step_s_median"] + 1.0
+    state = (
+        json.loads((tmp_path / "checkpoint" / "run_state.json").read_text())
+        if (tmp_path / "checkpoint").exists()
+        else None
+    )
+    assert state is None or state["horizon_fixed"]
+
+
+@pytest.mark.parametrize(
+    "patch,field",
+    [
+        ({"problem": {"name": "heat_equation", "dim": 10}}, "problem.name"),
+        ({"problem": {"name": "poisson_two_body", "dim": 0}}, "problem.dim"),
+        ({"problem": {"name": "poisson_two_body", "dim": 10**8}}, "problem.dim"),
+        ({"solver": {"method": "sgd"}}, "solver.method"),
+        ({"solver": {"steps": "many"}}, "solver.steps"),
+        ({"solver": {"lr": float("nan")}}, "solver.lr"),
+        ({"solver": {"lr": float("inf")}}, "solver.lr"),
+        ({"model": {"width": 128, "colour": "red"}}, "model.colour"),
+        ({"solver": {"steps": None, "time_limit_s": None}}, "solver"),
+    ],
+)
+def test_bad_spec_is_refused_naming_the_field(patch, field):
+    raw = {"problem": {"name": "poisson_two_body", "dim": 10}}
+    raw.update(patch)
+    with pytest.raises(ValidationError) as e:
+        JobSpec.model_validate(raw)
+    locs = {".".join(str(p) for p in err["loc"]) for err in e.value.errors()}
+    assert any(loc == field or loc.startswith(field) for loc in locs), locs
+
+
+def test_cli_solve_runs_a_spec_and_reports_bad_specs(tmp_path):
+    spec = tiny_spec(method="sdze", steps=15, eval={"test_points": 100, "every": 5})
+    path = tmp_path / "spec.json"
+    path.write_text(spec.model_dump_json())
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "service.cli", "solve", str(path), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert '"status": "succeeded"' in r.stdout and {p.name for p in out.iterdir()} >= ARTIFACTS
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"problem": {"name": "poisson_two_body", "dim": -3}}))
+    r = subprocess.run(
+        [sys.executable, "-m", "service.cli", "solve", str(bad), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0 and "problem.dim" in r.stderr
