@@ -150,10 +150,12 @@ def test_exchange_is_seeds_and_scalars_only(small_groups):
         assert ex_.comm_bytes == 2 * 2 * per_worker  # all-gather: 2 workers each receive both reports
         assert ex_.probes == 2 * q
     assert large[1] > 4 * small[1]  # P grew several-fold …
-    assert large[0].pickled_bytes == small[0].pickled_bytes < 512  # … the serialized exchange did not
+    # … the serialized exchange did not (pickle framing may differ by a few bytes: memo ids, tensor storage keys)
+    assert abs(large[0].pickled_bytes - small[0].pickled_bytes) <= 16 and large[0].pickled_bytes < 512
     gn_small, gn_large = seen[("sdze", 20, 16)], seen[("sdze", 80, 16)]
     assert gn_small[0].payload_bytes == gn_large[0].payload_bytes == (per_worker + 4 * 17,) * 2  # + (h+1) floats
-    assert gn_large[0].pickled_bytes == gn_small[0].pickled_bytes < 4 * gn_large[1]
+    assert abs(gn_large[0].pickled_bytes - gn_small[0].pickled_bytes) <= 16
+    assert gn_large[0].pickled_bytes < 4 * gn_large[1]
 
 
 def test_worker_process_killed_mid_run_resumes_bitwise(ray_local, reference_run, tmp_path):
