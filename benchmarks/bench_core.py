@@ -35,7 +35,7 @@ def _spec(name: str, d: int, method: str, **solver):
             "problem": {"name": name, "dim": d},
             "model": {"width": 128, "depth": 4},
             "solver": {"method": method, "batch_size": 100, "samples": 16, **solver},
-            "eval": {"test_points": 20000 if d <= 10**4 else 2000, "every": 10**9},
+            "eval": {"test_points": 20000 if d <= 10**4 else 2000, "every": 10**7},
         }
     )
 
@@ -140,7 +140,7 @@ def accuracy_run(name: str, d: int, method: str, budget: float, seed: int) -> di
 
     out = Path(os.environ.get("BENCH_OUT", "/tmp/sdze-bench")) / f"{name}-{d}-{method}-{seed}"
     cfg = spec.to_config()
-    cfg = type(cfg)(**{**cfg.__dict__, "eval": type(cfg.eval)(**{**cfg.eval.__dict__, "every": 10**9})})
+    cfg = type(cfg)(**{**cfg.__dict__, "eval": type(cfg.eval)(**{**cfg.eval.__dict__, "every": 10**7})})
     curve = []
     tr = Trainer(cfg, out)
     marks = [budget * k / 8 for k in range(1, 9)]

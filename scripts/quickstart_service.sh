@@ -10,15 +10,17 @@ PORT=${PORT:-8000}
 URL="http://127.0.0.1:${PORT}"
 export SDZE_URL="$URL"
 mkdir -p sdze-data
-if ! curl -sf "$URL/readyz" >/dev/null 2>&1; then
+# readiness probe without curl (a fresh machine may not have it)
+ready() { python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/readyz', timeout=2)" "$URL" >/dev/null 2>&1; }
+if ! ready; then
   nohup sdze serve --port "$PORT" --data-dir sdze-data > sdze-data/server.log 2>&1 &
   echo $! > sdze-data/server.pid
   echo "starting the service (pid $!, log sdze-data/server.log) on $URL …"
   for _ in $(seq 180); do
-    curl -sf "$URL/readyz" >/dev/null 2>&1 && break
+    ready && break
     sleep 1
   done
-  curl -sf "$URL/readyz" >/dev/null || { echo "service did not become ready; see sdze-data/server.log" >&2; exit 1; }
+  ready || { echo "service did not become ready; see sdze-data/server.log" >&2; exit 1; }
 fi
 JOB=$(sdze submit examples/quick_d100.json 2>/dev/null)
 echo "submitted job $JOB"

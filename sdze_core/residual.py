@@ -36,10 +36,17 @@ def make_batch(
     gen: torch.Generator,
     dtype=torch.float32,
     device="cpu",
+    with_source: bool = True,
 ) -> StepBatch:
-    """Draw the step's points then its directions from ``gen``; f is evaluated in float64 then cast."""
+    """Draw the step's points then its directions from ``gen``; f is evaluated in float64 then cast.
+
+    ``with_source=False`` gives the same points and directions without f and the boundary jets (what another
+    worker needs to rebuild this batch's data-aligned basis: O(Nd) random numbers, no transcendental work).
+    """
     x = sample_points(problem, n, gen, dtype, device)
     dirs = sample_directions(estimator, problem.dim, samples, problem.order, gen, dtype, device)
+    if not with_source:
+        return StepBatch(x, None, dirs, None)
     return StepBatch(
         x, source_chunked(problem, x).to(dtype), dirs, boundary_jet(problem.boundary_poly, x, dirs, problem.order)
     )
@@ -67,16 +74,26 @@ class BatchSource:
     def seed(self, step: int, worker: int) -> int:
         return derive(self.job_seed, "batch", step, worker)
 
-    def get(self, step: int, worker: int) -> StepBatch:
+    def get(self, step: int, worker: int, with_source: bool = True) -> StepBatch:
+        """Worker w's batch of step t; ``with_source=False`` may return a cached full batch or a light one."""
         key = (step, worker)
-        if key not in self._cache:
+        hit = self._cache.get(key)
+        if hit is None or (with_source and hit.f is None):
             self._cache = {k: v for k, v in self._cache.items() if k[0] >= step}
             s = self.solver
             gen = generator(self.seed(step, worker), self.device)
-            self._cache[key] = make_batch(
-                self.problem, s.batch_size, s.estimator, s.samples, gen, self.dtype, self.device
+            hit = make_batch(
+                self.problem,
+                s.batch_size,
+                s.estimator,
+                s.samples,
+                gen,
+                self.dtype,
+                self.device,
+                with_source=with_source,
             )
-        return self._cache[key]
+            self._cache[key] = hit
+        return hit
 
 
 def u_jet(batch: StepBatch, phi: Jet, w: Tensor, b: Tensor) -> Jet:

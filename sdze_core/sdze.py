@@ -409,7 +409,7 @@ class SDZEEngine:
         g_hb = [torch.zeros_like(m.b[l]) for l in range(m.depth - 1)]
         i = 0
         for r in reports:
-            ctx_batch = self.make_batch(step, r.worker) if self.layers[0].V is None else None
+            ctx_batch = self.batches.get(step, r.worker, with_source=False) if self.layers[0].V is None else None
             ctx = _StepCtx(ctx_batch, None, self._data_basis(ctx_batch)) if ctx_batch else _StepCtx(None, None, None)
             A1 = None
             for k, _ in r.probes:
@@ -450,7 +450,7 @@ class SDZEEngine:
         for r in reports:
             m.W[-1].add_(r.last[:-1].unsqueeze(0), alpha=scale)
             m.b[-1].add_(r.last[-1:], alpha=scale)
-            ctx_batch = self.make_batch(step, r.worker) if self.layers[0].V is None else None
+            ctx_batch = self.batches.get(step, r.worker, with_source=False) if self.layers[0].V is None else None
             ctx = _StepCtx(ctx_batch, None, self._data_basis(ctx_batch) if ctx_batch else None)
             A1 = None
             for k, a in r.probes:

@@ -151,6 +151,9 @@ class Solver:
 
     def load_checkpoint(self, path: Path) -> None:
         path = Path(path)
+        old = path.with_name(path.name + ".old")
+        if not (path / "state.safetensors").exists() and (old / "state.safetensors").exists():
+            path = old  # a crash between save_checkpoint's two renames: the previous checkpoint is complete
         self.load_state_tensors(load_file(str(path / "state.safetensors")))
         self.schedule.load_state_dict(json.loads((path / "schedule.json").read_text()))
 
