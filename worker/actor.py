@@ -34,31 +34,6 @@ def state_digest(solver: Solver) -> str:
     return h.hexdigest()
 
 
-def fresh_layout(solver: Solver) -> list[tuple]:
-    """Strides of the subspace bases as the engine builds them (QR output is column-major)."""
-    layers = getattr(solver.engine, "layers", [])
-    return [(lay.U.stride(), None if lay.V is None else lay.V.stride()) for lay in layers]
-
-
-def restore_layout(solver: Solver, layout: list[tuple]) -> None:
-    """Give loaded bases the memory layout a never-restarted replica has.
-
-    Checkpoints store contiguous tensors; a live basis may be a column-major QR output, and BLAS rounds
-    differently for the two layouts. Without this a resumed run drifts from an uninterrupted one in the last
-    bits (core issue reported; this is a no-op once the core stores contiguous bases)."""
-
-    def relay(t: torch.Tensor, stride: tuple) -> torch.Tensor:
-        if t.stride() == stride:
-            return t
-        return torch.empty_strided(t.shape, stride, dtype=t.dtype, device=t.device).copy_(t)
-
-    for lay, (su, sv) in zip(getattr(solver.engine, "layers", []), layout, strict=False):
-        if lay.U.shape and len(su) == lay.U.dim():
-            lay.U = relay(lay.U, su)
-        if sv is not None and lay.V is not None:
-            lay.V = relay(lay.V, sv)
-
-
 def pick_device(gpu_ids: list) -> str:
     """CUDA only when Ray granted this actor a GPU *and* torch can use it (fake GPUs fall back to CPU)."""
     return "cuda" if gpu_ids and torch.cuda.is_available() else "cpu"
@@ -129,9 +104,7 @@ class ReplicaWorker:
         self.solver.save_checkpoint(Path(path))
 
     def load_checkpoint(self, path: str) -> None:
-        layout = fresh_layout(self.solver)
         self.solver.load_checkpoint(Path(path))
-        restore_layout(self.solver, layout)
 
     def export(self, out_dir: str) -> dict:
         info = self.solver.export(Path(out_dir))

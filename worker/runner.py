@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sdze_core.artifacts import write_json
 from sdze_core.spec import JobSpec
-from sdze_core.trainer import Progress, RunState, Trainer
+from sdze_core.trainer import Progress, Trainer
 
 from .cluster import connect
 from .executor import WORKER_LOST, RayExecutor, WorkersLost, check_method
@@ -27,21 +27,6 @@ log = logging.getLogger(__name__)
 
 MAX_RESTARTS = int(os.environ.get("SDZE_MAX_RESTARTS", "3"))
 PLACEMENT_STRATEGY = os.environ.get("SDZE_PLACEMENT_STRATEGY", "PACK")
-
-
-class _ResumingTrainer(Trainer):
-    """``Trainer`` whose resume updates the *existing* ``RunState`` in place.
-
-    Works around a core bug (reported in the lead's notes): ``Trainer.run`` binds ``st = self.state`` before
-    ``_resume()`` replaces ``self.state``, so a resumed loop never advances. Harmless once the core is fixed."""
-
-    def _resume(self) -> bool:
-        original: RunState = self.state
-        resumed = super()._resume()
-        if resumed and self.state is not original:
-            original.__dict__.update(self.state.__dict__)
-            self.state = original
-        return resumed
 
 
 def solve_on_ray(
@@ -73,7 +58,7 @@ def solve_on_ray(
         ex = None
         try:
             ex = RayExecutor(cfg, gpus_per_worker=spec.resources.gpus_per_worker, strategy=PLACEMENT_STRATEGY)
-            metrics = _ResumingTrainer(
+            metrics = Trainer(
                 cfg, out_dir, executor=ex, progress=progress, should_stop=should_stop, checkpoint_dir=ckpt
             ).run()
             break
