@@ -79,11 +79,25 @@ class Problem:
         return b0 + b1 * s + b2 * s * s
 
     # -- core functions and their Euler/Laplace derivatives (all shape (N,)) -----------------------------
-    def _core(self, x: Tensor) -> dict[str, Tensor]:
+    def _core(self, x: Tensor, block: int = 1 << 15) -> dict[str, Tensor]:
+        """Sums over the coupling terms, taken in blocks of ``block`` terms: each block's temporaries stay
+        cache-sized (at d = 10^7 whole-row temporaries made the source term memory-bound, ~20 ns per op)."""
+        width = 2 if self.body == "two" else 3  # coordinates one term reads
+        n_terms = self.c.shape[0]
         c = self.c.to(x)
+        out: dict[str, Tensor] = {}
+        for j in range(0, n_terms, block):
+            k = min(block, n_terms - j)
+            part = self._core_block(x[:, j : j + k + width - 1], c[j : j + k])
+            for key, v in part.items():
+                out[key] = v if key not in out else out[key] + v
+        return out
+
+    def _core_block(self, x: Tensor, c: Tensor) -> dict[str, Tensor]:
         if self.body == "two":
             a, b = x[:, :-1], x[:, 1:]
-            ca, sa, cb, sb = torch.cos(a), torch.sin(a), torch.cos(b), torch.sin(b)
+            cx, sx = torch.cos(x), torch.sin(x)  # once per coordinate: term i uses i and i+1
+            ca, sa, cb, sb = cx[:, :-1], sx[:, :-1], cx[:, 1:], sx[:, 1:]
             phi = a + cb + b * ca
             sp, cp = torch.sin(phi), torch.cos(phi)
             da = 1 - b * sa  # ∂φ/∂x_i

@@ -29,7 +29,7 @@ def random_basis(n: int, r: int, gen: torch.Generator, dtype=torch.float32, devi
     return (q * torch.sign(torch.diagonal(rr)).unsqueeze(0)).contiguous()
 
 
-def gram64(a: Tensor, b: Tensor | None = None, cols: int = 1 << 20) -> Tensor:
+def gram64(a: Tensor, b: Tensor | None = None, cols: int = 1 << 16) -> Tensor:
     """a bᵀ accumulated in float64 over column blocks (no float64 copy of a d-wide batch)."""
     b = a if b is None else b
     out = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64, device=a.device)
