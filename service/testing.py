@@ -128,3 +128,14 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_for_job(client, job_id: str, cond, timeout: float = 240.0, poll_s: float = 0.25) -> dict:
+    """Poll ``client.get(job_id)`` until ``cond(job)`` holds; AssertionError with the last state on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(job_id)
+        if cond(job):
+            return job
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out waiting on {job_id}: {client.get(job_id)}")

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 
 from service.client import ApiError, Client
-from service.testing import ServerProcess
+from service.testing import ServerProcess, wait_for_job
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -75,13 +74,7 @@ def done_job(alice):
 
 
 def wait_for(c: Client, job_id: str, cond, timeout: float = WAIT_S) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = c.get(job_id)
-        if cond(job):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting on {job_id}: {c.get(job_id)}")
+    return wait_for_job(c, job_id, cond, timeout)
 
 
 def assert_problem(r: httpx.Response, status: int, field: str | None = None) -> dict:

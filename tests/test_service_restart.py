@@ -12,7 +12,7 @@ import time
 import pytest
 
 from service.client import Client
-from service.testing import ServerProcess
+from service.testing import ServerProcess, wait_for_job
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -27,13 +27,7 @@ WAIT_S = 240
 
 
 def wait_for(c: Client, job_id: str, cond, timeout: float = WAIT_S) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = c.get(job_id)
-        if cond(job):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting on {job_id}: {c.get(job_id)}")
+    return wait_for_job(c, job_id, cond, timeout)
 
 
 def test_kill_and_restart_resumes_from_checkpoint(tmp_path):
