@@ -75,7 +75,7 @@ class Problem:
     def boundary(self, x: Tensor) -> Tensor:
         """B(x), shape (N,). Zero on the boundary of the domain."""
         b0, b1, b2 = self.boundary_poly
-        s = (x * x).sum(-1)
+        s = torch.linalg.vector_norm(x, dim=-1).square()  # no N×d temporary
         return b0 + b1 * s + b2 * s * s
 
     # -- core functions and their Euler/Laplace derivatives (all shape (N,)) -----------------------------

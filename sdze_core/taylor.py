@@ -155,7 +155,7 @@ def output_jet(phi: Jet, w: Tensor, b: Tensor) -> Jet:
 def boundary_jet(poly: tuple[float, float, float], x: Tensor, dirs, order: int) -> Jet:
     """Jet of B(x + t v) for B = b0 + b1 s + b2 s², s(t) = |x|² + 2t x·v + t²|v|². Shapes (N, 1), (N, S)."""
     b0, b1, b2 = poly
-    s0 = (x * x).sum(1, keepdim=True)
+    s0 = torch.linalg.vector_norm(x, dim=1, keepdim=True).square()  # no N×d temporary (4 GB at d = 10^7)
     xv = dirs.dot(x)
     vv = dirs.sqnorm(x.dtype, x.device)
     N, S = xv.shape
