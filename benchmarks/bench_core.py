@@ -69,6 +69,7 @@ def measure(d: int, method: str, steps: int) -> dict:
         e = time.perf_counter()
         if t > 0:  # the first step pays one-off allocations
             tb.append(b - a), ts.append(c - b), tf.append(e - c)
+        batch = None  # do not hold this step's batch while the next one is drawn
     return {
         "d": d,
         "method": method,

@@ -94,6 +94,7 @@ class SDZEEngine:
         cfg = self.cfg
         self.batches = BatchSource(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         self._bases: list[tuple[StepBatch, DataBasis]] = []
+        self._bases_step = -1
         if cfg.perturbation not in ("subspace", "full"):
             raise ValueError(f"unknown perturbation {cfg.perturbation!r}")
         if cfg.gradient == "forward" and cfg.perturbation == "full":
@@ -156,6 +157,8 @@ class SDZEEngine:
 
     def make_batch(self, step: int, worker: int) -> StepBatch:
         """Worker w's CRN batch of step t (cached: ``apply`` reuses what ``evaluate`` drew)."""
+        if step != self._bases_step:  # let go of the previous step's batches before drawing (4 GB each at 10^7)
+            self._bases, self._bases_step = [], step
         return self.batches.get(step, worker)
 
     def _context(self, batch: StepBatch, first: bool = True) -> _StepCtx:
