@@ -53,8 +53,6 @@ class ZOConfig:
     rms_beta: float = 0.99
     clip: float = 5.0
     gn_damping: float = 1e-1
-    plateau_patience: int = 0
-    plateau_factor: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,14 @@ class Problem:
             return torch.sin(u)
         return torch.zeros_like(u)
 
+    def nonlinearity_derivative(self, u: Tensor) -> Tensor:
+        """F'(u), for Jacobians of the residual with respect to u."""
+        if self.operator == "allen_cahn":
+            return 1 - 3 * u * u
+        if self.operator == "sine_gordon":
+            return torch.cos(u)
+        return torch.zeros_like(u)
+
     def source(self, x: Tensor) -> Tensor:
         """f(x) = A[u*](x), shape (N,)."""
         if self.operator == "biharmonic":

@@ -4,7 +4,7 @@
 ``final_frac·lr0`` over ``horizon`` steps (SPEC §3's reference: Adam 1e-3 decaying linearly to 0).
 With a wall-time budget the horizon is fixed once from the measured step time (then checkpointed), so
 the schedule stays a pure function of the step: resumes and replicas agree bit for bit.
-``scale`` is lowered by reduce-on-plateau decisions, which also depend only on the (deterministic) state.
+``scale`` is a constant multiplier kept with the schedule in checkpoints (no plateau logic changes it yet).
 """
 
 from __future__ import annotations

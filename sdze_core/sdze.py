@@ -112,12 +112,10 @@ class SDZEEngine:
     def _draw_bases(self) -> None:
         """Fold C into W and draw fresh bases from seed(job, "basis", j, l) (refresh j)."""
         cfg, m = self.cfg, self.model
-        old = self.layers
+        self.fold()
         self.layers = []
         for l in range(m.depth - 1):
             W = m.W[l]
-            if old and old[l].V is not None:
-                W.addmm_(old[l].U @ old[l].C, old[l].V.t())
             gen = generator(derive(self.job_seed, "basis", self.refresh_index, l), self.device)
             data = l == 0 and cfg.w1_basis == "data"
             r_out = cfg.w1_rank_out if l == 0 else cfg.rank
@@ -307,12 +305,7 @@ class SDZEEngine:
         prod = jet_mul(bj, feats)
         op = prod[k].sum(1) * (dirs.weight * math.factorial(k))  # (N, h+1)
         Bphi = prod[0][:, 0, :]
-        u0 = u[0][:, 0]
-        if self.problem.operator == "sine_gordon":
-            op = op + torch.cos(u0).unsqueeze(1) * Bphi
-        elif self.problem.operator == "allen_cahn":
-            op = op + (1 - 3 * u0 * u0).unsqueeze(1) * Bphi
-        return op
+        return op + self.problem.nonlinearity_derivative(u[0][:, 0]).unsqueeze(1) * Bphi
 
     def _evaluate_gn(self, step: int, worker: int, ctx: _StepCtx) -> WorkerReport:
         """Subspace Gauss–Newton (backprop-free): columns P = [∂R/∂(w,b) | J Z_1 … J Z_q] of the residual's
@@ -405,38 +398,45 @@ class SDZEEngine:
             self._draw_bases()
         return sum(r.loss for r in reports) / len(reports)
 
-    def _apply_subspace(self, step: int, reports: list[WorkerReport], coef: Tensor, Q: int, lr: float) -> None:
-        cfg, m = self.cfg, self.model
+    def _sum_probes(self, step: int, reports: list[WorkerReport], coefs: list[float], w1_mult: float):
+        """Regenerate every probe Z_wk from its seed and return Σ c_wk S_wk per subspace layer, Σ c_wk z_last and
+        Σ c_wk z_hb. The data-aligned W₁ part is folded into W₁ right away, per worker (its basis is that
+        worker's batch), as W₁ += w1_mult · U (Σ_k c_wk S_wk) Vᵀ_w."""
+        m = self.model
         G = [torch.zeros_like(lay.C) for lay in self.layers]
         g_last = torch.zeros_like(self.last_mom)
         g_hb = [torch.zeros_like(m.b[l]) for l in range(m.depth - 1)]
+        aligned = self.layers[0].V is None
         i = 0
         for r in reports:
-            ctx_batch = self.batches.get(step, r.worker, with_source=False) if self.layers[0].V is None else None
-            ctx = _StepCtx(ctx_batch, None, self._data_basis(ctx_batch)) if ctx_batch else _StepCtx(None, None, None)
-            A1 = None
+            batch = self.batches.get(step, r.worker, with_source=False) if aligned else None
+            ctx = _StepCtx(batch, None, self._data_basis(batch) if aligned else None)
+            A1 = torch.zeros(self.layers[0].U.shape[1], ctx.data_basis.rank, dtype=self.dtype) if aligned else None
             for k, _ in r.probes:
-                c = float(coef[i]) / Q
+                c = coefs[i]
                 i += 1
                 z = self._draw(step, r.worker, k, ctx)
                 for l in range(len(self.layers)):
-                    if l == 0 and self.layers[0].V is None:
-                        A1 = c * z["S"][0] if A1 is None else A1.add_(z["S"][0], alpha=c)
-                    else:
-                        G[l].add_(z["S"][l], alpha=c)
+                    (A1 if l == 0 and aligned else G[l]).add_(z["S"][l], alpha=c)
                 g_last.add_(z["last"], alpha=c)
                 for l, hb in enumerate(z["hb"]):
                     g_hb[l].add_(hb, alpha=c)
-            if A1 is not None:  # data-aligned first layer: fold this worker's update into W₁ now
-                ctx.data_basis.fold(m.W[0], self.layers[0].U @ (-lr * A1), ctx_batch.x, ctx_batch.dirs)
+            if aligned:
+                ctx.data_basis.fold(m.W[0], self.layers[0].U @ (w1_mult * A1), batch.x, batch.dirs)
+        return G, g_last, g_hb
+
+    def _apply_subspace(self, step: int, reports: list[WorkerReport], coef: Tensor, Q: int, lr: float) -> None:
+        """Momentum SGD in subspace coordinates: mom ← β mom + (1/Q) Σ δ̃ S; C ← C − η mom (W₁ aligned: folded)."""
+        cfg, m = self.cfg, self.model
+        G, g_last, g_hb = self._sum_probes(step, reports, [float(c) / Q for c in coef], -lr)
         beta = cfg.momentum
         for l, lay in enumerate(self.layers):
             if lay.V is None:
                 continue
             lay.mom.mul_(beta).add_(G[l])
             lay.C.add_(lay.mom, alpha=-lr)
-        for l, g in enumerate(g_hb):
-            if cfg.perturb_hidden_bias:
+        if cfg.perturb_hidden_bias:
+            for l, g in enumerate(g_hb):
                 m.b[l].add_(g, alpha=-lr)
         self.last_mom.mul_(beta).add_(g_last)  # the output layer: dense perturbations, its own rate
         step_last = self.last_mom * (-lr * cfg.lr_last_mult)
@@ -453,21 +453,12 @@ class SDZEEngine:
         for r in reports:
             m.W[-1].add_(r.last[:-1].unsqueeze(0), alpha=scale)
             m.b[-1].add_(r.last[-1:], alpha=scale)
-            ctx_batch = self.batches.get(step, r.worker, with_source=False) if self.layers[0].V is None else None
-            ctx = _StepCtx(ctx_batch, None, self._data_basis(ctx_batch) if ctx_batch else None)
-            A1 = None
-            for k, a in r.probes:
-                z = self._draw(step, r.worker, k, ctx)
-                c = scale * a
-                for l, lay in enumerate(self.layers):
-                    if lay.V is None:
-                        A1 = c * z["S"][0] if A1 is None else A1.add_(z["S"][0], alpha=c)
-                    else:
-                        lay.C.add_(z["S"][l], alpha=c)
-                for l, hb in enumerate(z["hb"]):
-                    m.b[l].add_(hb, alpha=c)
-            if A1 is not None:
-                ctx.data_basis.fold(m.W[0], self.layers[0].U @ A1, ctx_batch.x, ctx_batch.dirs)
+        G, _, g_hb = self._sum_probes(step, reports, [scale * float(a) for a in coefs], 1.0)
+        for lay, g in zip(self.layers, G, strict=True):
+            if lay.V is not None:
+                lay.C.add_(g)
+        for l, g in enumerate(g_hb):
+            m.b[l].add_(g)
 
     # ------------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Tensor]:

@@ -113,9 +113,4 @@ def residual_tangents(problem, batch, phi: Jet, phid: Jet, w: Tensor, u: Jet) ->
         acc = _add(acc, _mul(batch.bjet[j], Nd[k - j]))
     op = acc.sum(-1) * (batch.dirs.weight * math.factorial(k))
     ud0 = (batch.bjet[0] * Nd[0])[..., 0]
-    u0 = u[0][:, 0]
-    if problem.operator == "sine_gordon":
-        op = op + torch.cos(u0) * ud0
-    elif problem.operator == "allen_cahn":
-        op = op + (1 - 3 * u0 * u0) * ud0
-    return op
+    return op + problem.nonlinearity_derivative(u[0][:, 0]) * ud0
