@@ -42,6 +42,7 @@ class ZOConfig:
     rank: int = 4
     w1_basis: str = "random"
     w1_rank_out: int = 4
+    w1_probes: str = "random"
     refresh_every: int = 1
     refresh_growth: float = 1.0
     refresh_max: int = 1000
@@ -50,9 +51,11 @@ class ZOConfig:
     lr_last_mult: float = 3.0
     lr_final_frac: float = 0.0
     momentum: float = 0.9
+    optimizer_state: str = "subspace"
     rms_beta: float = 0.99
     clip: float = 5.0
     gn_damping: float = 1e-1
+    gn_backtracks: int = 0
 
 
 @dataclass(frozen=True)

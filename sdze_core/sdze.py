@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from .config import SolverConfig, ZOConfig
+from .levenberg import levenberg_marquardt
 from .model import MLP
 from .problems import Problem
 from .residual import BatchSource, StepBatch, residual, u_jet
@@ -47,12 +48,14 @@ class WorkerReport:
     probes: list[tuple[int, float]]
     loss: float
     last: Tensor | None = None  # subspace-GN coefficients of the output layer's h+1 coordinates
+    w1: Tensor | None = None  # exact-Jacobian W₁ coefficients (p × m'): W₁ += U_p w1 Vᵀ in the batch's data basis
 
     def payload_bytes(self) -> int:
-        """Bytes this report puts on the wire: 4-byte k and δ per probe, the loss, the GN statistics."""
+        """Bytes this report puts on the wire: 4-byte k and δ per probe, the loss, the GN coefficients."""
         n = 8 * len(self.probes) + 4 + 8
-        if self.last is not None:
-            n += 4 * self.last.numel()
+        for t in (self.last, self.w1):
+            if t is not None:
+                n += 4 * t.numel()
         return n
 
 
@@ -89,6 +92,7 @@ class SDZEEngine:
     rms2: float = 0.0
     refresh_index: int = 0
     next_refresh: int = 0
+    full_mom: list[Tensor] = field(default_factory=list)  # optimizer_state "full": dense momentum per hidden W
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -99,6 +103,12 @@ class SDZEEngine:
             raise ValueError(f"unknown perturbation {cfg.perturbation!r}")
         if cfg.gradient == "forward" and cfg.perturbation == "full":
             raise ValueError("forward-mode gradients need subspace perturbations")
+        if cfg.optimizer_state not in ("subspace", "full") or (cfg.optimizer_state == "full" and cfg.update != "sgd"):
+            raise ValueError("optimizer_state must be 'subspace' or 'full' (full: with update 'sgd')")
+        if cfg.w1_probes == "jacobian" and not (
+            cfg.update == "gn" and cfg.gradient == "forward" and cfg.w1_basis == "data"
+        ):
+            raise ValueError("w1_probes='jacobian' needs update='gn', gradient='forward' and w1_basis='data'")
         h = self.model.width
         self.last_mom = torch.zeros(h + 1, dtype=self.dtype, device=self.device)
         if cfg.perturbation == "subspace":
@@ -107,6 +117,10 @@ class SDZEEngine:
     @property
     def cfg(self) -> ZOConfig:
         return self.solver.zo
+
+    @property
+    def _w1_jacobian(self) -> bool:
+        return self.cfg.w1_probes == "jacobian"
 
     # ----------------------------------------------------------------------------------------- bases
     def _draw_bases(self) -> None:
@@ -173,8 +187,11 @@ class SDZEEngine:
         """Regenerate Z_k from seed(job, "pert", t, w, k): per-layer S, optional biases, output layer."""
         gen = generator(derive(self.job_seed, "pert", step, worker, k), self.device)
         cfg, m = self.cfg, self.model
-        S = []
+        S: list[Tensor | None] = []
         for l, lay in enumerate(self.layers):
+            if l == 0 and self._w1_jacobian:
+                S.append(None)  # W₁ is covered by exact Jacobian columns, not by random probes
+                continue
             r_in = ctx.data_basis.rank if (l == 0 and lay.V is None) else lay.V.shape[1]
             S.append(torch.randn(lay.U.shape[1], r_in, generator=gen, dtype=self.dtype, device=self.device))
         hb = []
@@ -272,13 +289,36 @@ class SDZEEngine:
             batch.x, batch.f, dirs, boundary_jet(self.problem.boundary_poly, batch.x, dirs, self.problem.order)
         )
 
-    def _residual_dual(self, ctx: _StepCtx, zs: list[dict]):
-        """R(θ_eff) and its exact directional derivatives along every Z_k in one batched forward pass."""
+    def _residual_dual(self, ctx: _StepCtx, zs: list[dict], w1_U: Tensor | None = None):
+        """R(θ_eff) and its exact directional derivatives along every Z_k in one batched forward pass.
+
+        With ``w1_U`` (h × p), 2p channels come first: channel j sets ż₀ = u_j at every point (value) and
+        channel p+j sets ż₁ = u_j on every jet direction; then ``Rd`` is (per-direction (2p+q, N, S), value
+        (2p+q, N)) instead of (q, N), from which ``_w1_jacobian_columns`` builds the exact W₁ Jacobian.
+        """
         m = self.model
         lowrank: list[LowRank | None] = []
         tangents: list[tuple[Tensor, Tensor] | None] = []
+        first_tangent = None
+        pad = 0
+        if w1_U is not None:
+            p = w1_U.shape[1]
+            pad = 2 * p
+            z0d = torch.zeros(pad + len(zs), 1, 1, w1_U.shape[0], dtype=self.dtype, device=self.device)
+            z1d = torch.zeros_like(z0d)
+            z0d[:p, 0, 0] = w1_U.t()
+            z1d[p:pad, 0, 0] = w1_U.t()
+            first_tangent = (z0d, z1d)
         for l, lay in enumerate(self.layers):
-            MS = torch.stack([lay.U @ z["S"][l] for z in zs])  # (q, m, r)
+            if l == 0 and w1_U is not None:
+                lowrank.append(None)
+                tangents.append(None)
+                continue
+            MS = torch.stack([lay.U @ z["S"][l] for z in zs]) if zs else None  # (q, m, r)
+            if MS is not None and pad:
+                MS = torch.cat([MS.new_zeros(pad, *MS.shape[1:]), MS])
+            if MS is None:
+                MS = torch.zeros(pad, lay.U.shape[0], 1 if lay.V is None else lay.V.shape[1], dtype=self.dtype)
             if lay.V is None:
                 lowrank.append(LowRank(V=None, M=None, xv=ctx.data_basis.xv, dv=ctx.data_basis.dv))
                 tangents.append((None, MS))
@@ -286,10 +326,25 @@ class SDZEEngine:
                 M = lay.U @ lay.C
                 lowrank.append(LowRank(lay.V, M, xv=ctx.x_v, dv=ctx.d_v) if l == 0 else LowRank(lay.V, M))
                 tangents.append((lay.V, MS))
-        phi, phid = hidden_jet_dual(ctx.first, m.W[1:-1], m.b[1:-1], self.problem.order, lowrank, tangents)
+        phi, phid = hidden_jet_dual(
+            ctx.first, m.W[1:-1], m.b[1:-1], self.problem.order, lowrank, tangents, first_tangent
+        )
         u = u_jet(ctx.batch, phi, m.W[-1], m.b[-1])
         R = residual(self.problem, ctx.batch, u)
-        return R, phi, u, residual_tangents(self.problem, ctx.batch, phi, phid, m.W[-1], u)
+        return R, phi, u, residual_tangents(self.problem, ctx.batch, phi, phid, m.W[-1], u, split=w1_U is not None)
+
+    @staticmethod
+    def _w1_jacobian_columns(op: Tensor, val: Tensor, basis: DataBasis, p: int) -> Tensor:
+        """∂R/∂A for W₁ += U A Vᵀ (A: p × m'), (N, p·m'), from the 2p first-layer channels of the dual pass.
+
+        R_n depends on W₁ only through z₀(x_n) = W₁x_n + b₁ and z₁,s = W₁v_s, so with α_jn = ∂R_n/∂z₀ · u_j
+        (value channel j) and β_jns = ∂R_n/∂z₁,s · u_j (direction channel j, split by direction):
+        ∂R_n/∂A_j = α_jn Vᵀx_n + Σ_s β_jns Vᵀv_s — exact, for all m' basis directions from 2 channels per u_j.
+        """
+        alpha = op[:p].sum(-1) + val[:p]  # (p, N)
+        beta = op[p : 2 * p]  # (p, N, S)
+        J = alpha.unsqueeze(-1) * basis.xv.unsqueeze(0) + beta @ basis.dv  # (p, N, m')
+        return J.permute(1, 0, 2).reshape(J.shape[1], -1)
 
     def _last_layer_jacobian(self, batch: StepBatch, phi, u) -> Tensor:
         """∂R/∂(w, b) of the output layer, (N, h+1), exact (R is affine in it up to F):
@@ -314,7 +369,15 @@ class SDZEEngine:
         a = −(PᵀP + λ diag(PᵀP) + μI)⁻¹ PᵀR. Only the scalars a_k (and the h+1 output-layer ones) leave."""
         cfg = self.cfg
         zs = [self._draw(step, worker, k, ctx) for k in range(cfg.q)]
-        if cfg.gradient == "forward":
+        p = 0
+        if self._w1_jacobian:
+            U1 = self.layers[0].U
+            p = U1.shape[1]
+            R0, phi, u, (op, val) = self._residual_dual(ctx, zs, w1_U=U1)
+            Rd = op[2 * p :].sum(-1) + val[2 * p :]
+            J1 = self._w1_jacobian_columns(op, val, ctx.data_basis, p)
+            cols = [self._last_layer_jacobian(ctx.batch, phi, u), J1, Rd.t()]
+        elif cfg.gradient == "forward":
             R0, phi, u, Rd = self._residual_dual(ctx, zs)
             cols = [self._last_layer_jacobian(ctx.batch, phi, u), Rd.t()]
         else:
@@ -325,19 +388,45 @@ class SDZEEngine:
                 cols.append(jz.unsqueeze(1))
         P = torch.cat(cols, 1).double()
         R = R0.double()
-        N = R.shape[0]
-        H = P.t() @ P / N
-        g = P.t() @ R / N
-        dg = torch.diagonal(H)
-        A = (
-            H
-            + cfg.gn_damping * torch.diag(dg)
-            + (1e-9 * float(dg.mean()) + 1e-30) * torch.eye(H.shape[0], dtype=H.dtype)
-        )
-        a = -torch.linalg.solve(A, g)
+        loss0 = float(R.square().mean())
         h1 = self.model.width + 1
-        probes = [(k, float(a[h1 + k])) for k in range(cfg.q)]
-        return WorkerReport(worker, probes, float(R.square().mean()), last=a[:h1].to(self.dtype))
+        n1 = h1 + p * (ctx.data_basis.rank if p else 0)
+        eta = self.schedule(step)
+        lam = cfg.gn_damping
+        for _ in range(cfg.gn_backtracks + 1):
+            a = levenberg_marquardt(P, R, lam)
+            parts = (a[:h1].to(self.dtype), a[h1:n1].reshape(p, -1).to(self.dtype) if p else None, a[n1:])
+            if cfg.gn_backtracks == 0 or self._trial_loss(ctx, zs, *parts, eta) < loss0:
+                break
+            lam *= 10.0  # Levenberg–Marquardt: a step that raises the CRN loss is retried more damped
+        else:
+            a = torch.zeros_like(a)  # no damping made this batch's step a descent step: skip it
+            parts = (a[:h1].to(self.dtype), a[h1:n1].reshape(p, -1).to(self.dtype) if p else None, a[n1:])
+        last, w1, ap = parts
+        probes = [(k, float(ap[k])) for k in range(cfg.q)]
+        return WorkerReport(worker, probes, loss0, last=last, w1=w1)
+
+    def _trial_loss(self, ctx: _StepCtx, zs: list[dict], last: Tensor, w1: Tensor | None, ap: Tensor, eta: float):
+        """mean_n R_n² on this worker's CRN batch after its own step θ + η (Σ_k a_k Z_k + output-layer step)."""
+        m = self.model
+        lowrank: list[LowRank | None] = []
+        for l, lay in enumerate(self.layers):
+            A = sum((float(ap[k]) * eta) * z["S"][l] for k, z in enumerate(zs) if z["S"][l] is not None)
+            if l == 0 and w1 is not None:
+                A = A + eta * w1
+            if lay.V is None:
+                M = None if isinstance(A, int) else lay.U @ A
+                lowrank.append(None if M is None else LowRank(None, M, xv=ctx.data_basis.xv, dv=ctx.data_basis.dv))
+                continue
+            M = lay.U @ (lay.C + A)
+            lowrank.append(LowRank(lay.V, M, xv=ctx.x_v, dv=ctx.d_v) if l == 0 else LowRank(lay.V, M))
+        dense = None
+        if zs and zs[0]["hb"]:
+            hb = [sum((float(ap[k]) * eta) * z["hb"][l] for k, z in enumerate(zs)) for l in range(m.depth - 1)]
+            dense = [(None, d) for d in hb]
+        phi = hidden_jet(ctx.first, m.W[1:-1], m.b[1:-1], self.problem.order, lowrank, dense)
+        u = u_jet(ctx.batch, phi, m.W[-1] + eta * last[:-1].unsqueeze(0), m.b[-1] + eta * last[-1:])
+        return float(residual(self.problem, ctx.batch, u).double().square().mean())
 
     def _evaluate_full(self, step: int, worker: int, batch: StepBatch) -> WorkerReport:
         """MeZO-style: every parameter perturbed densely (θ ± εZ), nothing shared across evaluations.
@@ -398,10 +487,18 @@ class SDZEEngine:
             self._draw_bases()
         return sum(r.loss for r in reports) / len(reports)
 
-    def _sum_probes(self, step: int, reports: list[WorkerReport], coefs: list[float], w1_mult: float):
+    def _sum_probes(
+        self,
+        step: int,
+        reports: list[WorkerReport],
+        coefs: list[float],
+        w1_mult: float,
+        w1_scale: float = 0.0,
+        w1_target: Tensor | None = None,
+    ):
         """Regenerate every probe Z_wk from its seed and return Σ c_wk S_wk per subspace layer, Σ c_wk z_last and
         Σ c_wk z_hb. The data-aligned W₁ part is folded into W₁ right away, per worker (its basis is that
-        worker's batch), as W₁ += w1_mult · U (Σ_k c_wk S_wk) Vᵀ_w."""
+        worker's batch), as W₁ += w1_mult · U (Σ_k c_wk S_wk + w1_scale · report.w1) Vᵀ_w (or into ``w1_target``)."""
         m = self.model
         G = [torch.zeros_like(lay.C) for lay in self.layers]
         g_last = torch.zeros_like(self.last_mom)
@@ -412,25 +509,48 @@ class SDZEEngine:
             batch = self.batches.get(step, r.worker, with_source=False) if aligned else None
             ctx = _StepCtx(batch, None, self._data_basis(batch) if aligned else None)
             A1 = torch.zeros(self.layers[0].U.shape[1], ctx.data_basis.rank, dtype=self.dtype) if aligned else None
+            if r.w1 is not None:
+                A1.add_(r.w1, alpha=w1_scale)
             for k, _ in r.probes:
                 c = coefs[i]
                 i += 1
                 z = self._draw(step, r.worker, k, ctx)
                 for l in range(len(self.layers)):
-                    (A1 if l == 0 and aligned else G[l]).add_(z["S"][l], alpha=c)
+                    if z["S"][l] is not None:
+                        (A1 if l == 0 and aligned else G[l]).add_(z["S"][l], alpha=c)
                 g_last.add_(z["last"], alpha=c)
                 for l, hb in enumerate(z["hb"]):
                     g_hb[l].add_(hb, alpha=c)
             if aligned:
-                ctx.data_basis.fold(m.W[0], self.layers[0].U @ (w1_mult * A1), batch.x, batch.dirs)
+                target = m.W[0] if w1_target is None else w1_target
+                ctx.data_basis.fold(target, self.layers[0].U @ (w1_mult * A1), batch.x, batch.dirs)
         return G, g_last, g_hb
 
     def _apply_subspace(self, step: int, reports: list[WorkerReport], coef: Tensor, Q: int, lr: float) -> None:
-        """Momentum SGD in subspace coordinates: mom ← β mom + (1/Q) Σ δ̃ S; C ← C − η mom (W₁ aligned: folded)."""
+        """Momentum SGD on G = (1/Q) Σ δ̃ S. optimizer_state "subspace": mom ← β mom + G; C ← C − η mom, in r×r
+        coordinates (the aligned W₁ without momentum, folded); "full": M ← β M + U G Vᵀ; W ← W − η M with a dense
+        momentum matrix per hidden layer (P extra numbers: only where memory allows)."""
         cfg, m = self.cfg, self.model
-        G, g_last, g_hb = self._sum_probes(step, reports, [float(c) / Q for c in coef], -lr)
         beta = cfg.momentum
+        full = cfg.optimizer_state == "full"
+        if full:
+            if not self.full_mom:
+                self.full_mom = [torch.zeros_like(W) for W in m.W[:-1]]
+            for M in self.full_mom:
+                M.mul_(beta)
+        G, g_last, g_hb = self._sum_probes(
+            step,
+            reports,
+            [float(c) / Q for c in coef],
+            1.0 if full else -lr,
+            w1_target=self.full_mom[0] if full else None,
+        )
         for l, lay in enumerate(self.layers):
+            if full:
+                if lay.V is not None:
+                    self.full_mom[l].addmm_(lay.U @ G[l], lay.V.t())
+                m.W[l].add_(self.full_mom[l], alpha=-lr)
+                continue
             if lay.V is None:
                 continue
             lay.mom.mul_(beta).add_(G[l])
@@ -453,7 +573,7 @@ class SDZEEngine:
         for r in reports:
             m.W[-1].add_(r.last[:-1].unsqueeze(0), alpha=scale)
             m.b[-1].add_(r.last[-1:], alpha=scale)
-        G, _, g_hb = self._sum_probes(step, reports, [scale * float(a) for a in coefs], 1.0)
+        G, _, g_hb = self._sum_probes(step, reports, [scale * float(a) for a in coefs], 1.0, scale)
         for lay, g in zip(self.layers, G, strict=True):
             if lay.V is not None:
                 lay.C.add_(g)
@@ -474,6 +594,8 @@ class SDZEEngine:
             sd[f"layer{l}.mom"] = lay.mom
             if lay.V is not None:
                 sd[f"layer{l}.V"] = lay.V
+        for l, M in enumerate(self.full_mom):
+            sd[f"full_mom{l}"] = M
         return sd
 
     def load_state_dict(self, sd: dict[str, Tensor]) -> None:
@@ -494,3 +616,4 @@ class SDZEEngine:
                 )
             )
             l += 1
+        self.full_mom = [sd[f"full_mom{l}"].clone() for l in range(len(self.model.W)) if f"full_mom{l}" in sd]

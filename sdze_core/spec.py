@@ -74,13 +74,22 @@ class SolverSpec(_Strict):
     rank: int | None = Field(None, ge=1, le=4096)
     w1_basis: Literal["random", "data"] | None = None
     w1_rank_out: int | None = Field(None, ge=1, le=4096)
+    w1_probes: Literal["random", "jacobian"] | None = Field(
+        None, description="W₁ by random probes or by its exact Jacobian in the data basis (update=gn)"
+    )
     refresh_every: int | None = Field(None, ge=1, le=1_000_000)
     refresh_growth: float | None = Field(None, ge=1, le=10)
     perturb_hidden_bias: bool | None = None
     lr_last_mult: float | None = Field(None, gt=0, le=1000)
     momentum: float | None = Field(None, ge=0, lt=1)
+    optimizer_state: Literal["subspace", "full"] | None = Field(
+        None, description="momentum in r×r subspace coordinates (O(Σr²)) or dense per layer (O(P), update=sgd)"
+    )
     clip: float | None = Field(None, gt=0, le=1e6)
     gn_damping: float | None = Field(None, ge=0, le=1e6, description="Levenberg–Marquardt damping (update=gn)")
+    gn_backtracks: int | None = Field(
+        None, ge=0, le=20, description="retries ×10 damping while a step raises the batch's CRN loss (update=gn)"
+    )
 
     @model_validator(mode="after")
     def _budget(self) -> SolverSpec:

@@ -56,11 +56,14 @@ def hidden_jet_dual(
     order: int,
     lowrank: list[LowRank | None],
     tangents: list[tuple[Tensor, Tensor] | None],
+    first_tangent: tuple[Tensor | None, Tensor | None] | None = None,
 ) -> tuple[Jet, Jet]:
     """Primal jet of the last hidden layer (as ``taylor.hidden_jet``) and its tangents along q probes.
 
     ``tangents[l]`` = (V_l (n, r), MS_l (q, m, r)) with MS_l[k] = U_l S_k, so that Ẇ_l = MS_l[k] V_lᵀ;
     for l = 0, V is unused: the first layer's precomputed ``lowrank[0].xv``/``dv`` (Vᵀx, Vᵀv) are used.
+    ``first_tangent`` = (ż₀ (q, N|1, 1, h), ż₁ (q, 1, S|1, h)) gives the first layer's output tangents directly
+    (instead of ``tangents[0]``); either may be None.
     """
     N, S = first.z0.shape[0], first.z1.shape[0]
     z0, z1 = first.z0, first.z1
@@ -75,6 +78,8 @@ def hidden_jet_dual(
         MS = t0[1]
         zd[0] = torch.einsum("nr,qmr->qnm", lr0.xv, MS).unsqueeze(2)
         zd[1] = torch.einsum("sr,qmr->qsm", lr0.dv, MS).unsqueeze(1)
+    elif first_tangent is not None:
+        zd[0], zd[1] = first_tangent
     y, yd = tanh_jet_dual(z, zd)
     for l in range(len(W)):
         lr = lowrank[l + 1]
@@ -103,14 +108,21 @@ def hidden_jet_dual(
     return y, yd
 
 
-def residual_tangents(problem, batch, phi: Jet, phid: Jet, w: Tensor, u: Jet) -> Tensor:
-    """Ṙ_k = Â[B Ṅ_k] + F'(u) B Ṅ_k for every probe, shape (q, N); w is the output weight (1, h)."""
+def residual_tangents(problem, batch, phi: Jet, phid: Jet, w: Tensor, u: Jet, split: bool = False):
+    """Ṙ_k = Â[B Ṅ_k] + F'(u) B Ṅ_k for every probe, shape (q, N); w is the output weight (1, h).
+
+    With ``split``, returns (per-direction operator terms (q, N, S), value term (q, N)) whose sum over S plus
+    the value term is Ṙ: the per-direction terms separate the contributions of each jet direction.
+    """
     wv = w.reshape(-1)
     Nd = [None if c is None else c @ wv for c in phid]  # (q, N, 1) / (q, N, S)
     k = batch.dirs.order
     acc = None
     for j in range(k + 1):
         acc = _add(acc, _mul(batch.bjet[j], Nd[k - j]))
-    op = acc.sum(-1) * (batch.dirs.weight * math.factorial(k))
+    op = acc * (batch.dirs.weight * math.factorial(k))
     ud0 = (batch.bjet[0] * Nd[0])[..., 0]
-    return op + problem.nonlinearity_derivative(u[0][:, 0]) * ud0
+    val = problem.nonlinearity_derivative(u[0][:, 0]) * ud0
+    if split:
+        return op, val
+    return op.sum(-1) + val

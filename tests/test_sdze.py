@@ -111,6 +111,24 @@ def test_apply_is_a_deterministic_function_of_the_reports(method):
     assert a.checksum() == b.checksum()
 
 
+def test_full_space_optimizer_state_takes_the_same_step_as_subspace_coordinates_without_momentum():
+    """optimizer_state "full" keeps a dense momentum M per layer; with β = 0 its step W − η U G Vᵀ must equal the
+    subspace variant's W + U C Vᵀ with C = −η G (float64), and with β > 0 it holds P extra numbers."""
+    kw = dict(method="sdze_published", momentum=0.0, refresh_every=3, refresh_growth=1.0, dtype="float64", steps=8)
+    a, b = Solver(tiny_spec(**kw).to_config()), Solver(tiny_spec(optimizer_state="full", **kw).to_config())
+    for t in range(7):  # crosses two base refreshes (folds) on the subspace side
+        a.local_step(t)
+        b.local_step(t)
+    a.engine.fold()
+    for x, y in zip(a.model.params(), b.model.params(), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    c = Solver(tiny_spec(**{**kw, "momentum": 0.9, "optimizer_state": "full"}).to_config())
+    c.local_step(0)
+    assert sum(M.numel() for M in c.engine.full_mom) == sum(W.numel() for W in c.model.W[:-1])
+    with pytest.raises(ValueError, match="optimizer_state"):
+        Solver(tiny_spec(method="sdze", optimizer_state="full").to_config())
+
+
 def test_published_variant_and_ablations_are_reachable_from_a_spec():
     cfg = tiny_spec(method="sdze_published").to_config()
     zo = cfg.solver.zo

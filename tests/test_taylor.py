@@ -155,3 +155,49 @@ def test_directions_project_dot_and_norms():
     assert set(hte.vecs.unique().tolist()) == {-1.0, 1.0}
     with pytest.raises(ValueError, match="gauss"):
         sample_directions("sdgd", 50, 5, 4, gen)
+
+
+@pytest.mark.parametrize("name", ["sine_gordon_two_body", "biharmonic_three_body"])
+def test_exact_w1_jacobian_columns_equal_autograd(name):
+    """w1_probes="jacobian": 2 tangent channels per u_j give ∂R_n/∂A for W₁ + U A Vᵀ, all p × m' entries."""
+    spec = tiny_spec(
+        method="sdze",
+        w1_probes="jacobian",
+        w1_rank_out=3,
+        q=2,
+        dtype="float64",
+        batch_size=10,
+        samples=4,
+        problem={"name": name, "dim": 40},
+    )
+    s = Solver(spec.to_config())
+    s.local_step(0)
+    e = s.engine
+    b = e.make_batch(3, 0)
+    ctx = e._context(b)
+    zs = [e._draw(3, 0, k, ctx) for k in range(2)]
+    U = e.layers[0].U
+    p = U.shape[1]
+    R, _, _, (op, val) = e._residual_dual(ctx, zs, w1_U=U)
+    J = e._w1_jacobian_columns(op, val, ctx.data_basis, p)  # (N, p·m')
+    db = ctx.data_basis
+    X = torch.cat([b.x, b.dirs.vecs if b.dirs.idx is None else torch.eye(40, dtype=F64)[b.dirs.idx]], 0).T
+    V = X @ db.T
+    m = s.model
+
+    def res(A):
+        first = FirstLayer.compute(m.W[0] + U @ A.reshape(p, -1) @ V.T, m.b[0], b.x, b.dirs)
+        phi = hidden_jet(first, m.W[1:-1], m.b[1:-1], s.problem.order)
+        from sdze_core.residual import residual
+
+        return residual(s.problem, b, u_jet(b, phi, m.W[-1], m.b[-1]))
+
+    J_auto = jacfwd(res)(torch.zeros(p * db.rank, dtype=F64))
+    torch.testing.assert_close(J, J_auto, rtol=1e-9, atol=1e-9 * float(J_auto.abs().max()))
+    torch.testing.assert_close(R, res(torch.zeros(p * db.rank, dtype=F64)))
+    # the remaining channels are the hidden probes' tangents (W₂, W₃ only), as torch.func.jvp gives them
+    one = torch.ones((), dtype=F64)
+    for k, z in enumerate(zs):
+        z0 = dict(z, S=[torch.zeros(U.shape[1], db.rank, dtype=F64)] + z["S"][1:])
+        _, jvp = torch.func.jvp(lambda eps, z0=z0: e._residual(ctx, z0, eps)[0], (0 * one,), (one,))
+        torch.testing.assert_close(op[2 * p + k].sum(-1) + val[2 * p + k], jvp, rtol=1e-10, atol=1e-8)

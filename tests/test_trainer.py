@@ -55,9 +55,18 @@ def test_run_writes_every_artifact_and_metric(tmp_path, method):
     assert load_file(str(tmp_path / "model.safetensors"))["layers.0.weight"].shape == (16, 20)
 
 
-@pytest.mark.parametrize("method", ["sdze", "sdze_published", "sdgd_adam"])
-def test_resumed_run_ends_bit_identical_to_uninterrupted(tmp_path, method):
-    spec = tiny_spec(method=method, steps=30, checkpoint_every=10, eval={"test_points": 100, "every": 10})
+@pytest.mark.parametrize(
+    "method,extra",
+    [
+        ("sdze", {}),
+        ("sdze", {"w1_probes": "jacobian", "gn_backtracks": 3}),
+        ("sdze_published", {}),
+        ("sdze_published", {"optimizer_state": "full"}),
+        ("sdgd_adam", {}),
+    ],
+)
+def test_resumed_run_ends_bit_identical_to_uninterrupted(tmp_path, method, extra):
+    spec = tiny_spec(method=method, steps=30, checkpoint_every=10, eval={"test_points": 100, "every": 10}, **extra)
     full = Trainer(spec.to_config(), tmp_path / "full").run()
     calls = {"n": 0}
 
