@@ -2,6 +2,7 @@
 
     python benchmarks/bench_core.py ladder   [--dims 100,1000,...] [--steps 5]      → docs/bench_ladder.md
     python benchmarks/bench_core.py accuracy [--budget 120] [--seeds 0,1,2]       → docs/bench_accuracy.md
+    python benchmarks/bench_core.py report --tags accuracy[,more] --out NAME     → docs/bench_NAME.{md,png}
 
 Every (d, method) cell runs in its own process, so peak RSS is that method's alone. Step times are medians;
 "batch" is the shared cost of drawing the step's points and evaluating the closed-form source f (identical
@@ -170,6 +171,58 @@ def accuracy_run(name: str, d: int, method: str, budget: float, seed: int) -> di
     }
 
 
+def summarize(rows: list[dict]) -> tuple[str, list[tuple]]:
+    """Seed-aggregated accuracy table (median and range of the final aniso_ratio; null on every row)."""
+    groups: dict[tuple, list[dict]] = {}
+    for x in rows:
+        groups.setdefault((x["problem"], x["d"], x["method"]), []).append(x)
+    lines = [
+        "| problem | d | method | seeds | budget s | steps (median) | rel L2 final (median) | null (median) | "
+        "aniso final: median [min, max] | aniso at ½ budget (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (name, d, method), xs in groups.items():
+        aniso = [x["aniso_ratio"] for x in xs]
+        half = [x["curve"][len(x["curve"]) // 2 - 1][1] / x["null_rel_l2"] for x in xs if len(x["curve"]) >= 2]
+        lines.append(
+            f"| {name} | {d} | {method} | {len(xs)} | {xs[0]['budget_s']:.0f} | "
+            f"{statistics.median(x['steps'] for x in xs):.0f} | {statistics.median(x['rel_l2'] for x in xs):.3e} | "
+            f"{statistics.median(x['null_rel_l2'] for x in xs):.3e} | {statistics.median(aniso):.3f} "
+            f"[{min(aniso):.3f}, {max(aniso):.3f}] | {statistics.median(half) if half else float('nan'):.3f} |"
+        )
+    return "\n".join(lines), list(groups.items())
+
+
+def plot_accuracy(groups: list[tuple], path: Path) -> None:
+    """aniso_ratio against training seconds, one panel per (problem, d): median over seeds, min–max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = sorted({(n, d) for (n, d, _), _ in groups}, key=lambda c: (c[0], c[1]))
+    fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.6), squeeze=False)
+    for ax, (name, d) in zip(axes[0], cases, strict=True):
+        for (n2, d2, method), xs in groups:
+            if (n2, d2) != (name, d):
+                continue
+            k = min(len(x["curve"]) for x in xs)
+            if k == 0:
+                continue
+            t = [statistics.median(x["curve"][i][0] for x in xs) for i in range(k)]
+            a = [[x["curve"][i][1] / x["null_rel_l2"] for x in xs] for i in range(k)]
+            ax.plot(t, [statistics.median(v) for v in a], marker="o", ms=3, label=method)
+            ax.fill_between(t, [min(v) for v in a], [max(v) for v in a], alpha=0.2)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--", label="constant null")
+        ax.set_yscale("log")
+        ax.set_title(f"{name}, d={d}", fontsize=9)
+        ax.set_xlabel("training seconds (evaluation excluded)")
+        ax.set_ylabel("rel L2 / null (aniso_ratio)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -183,6 +236,9 @@ def main() -> None:
     b.add_argument("--budget", type=float, default=120.0)
     b.add_argument("--seeds", default="0")
     b.add_argument("--tag", default="accuracy")
+    r = sub.add_parser("report")
+    r.add_argument("--tags", required=True, help="comma-separated accuracy tags (docs/bench_TAG.json) to merge")
+    r.add_argument("--out", required=True)
     c = sub.add_parser("_cell")
     c.add_argument("d", type=int)
     c.add_argument("method")
@@ -199,6 +255,15 @@ def main() -> None:
         print(json.dumps(measure(args.d, args.method, args.steps)))
     elif args.cmd == "_acc":
         print(json.dumps(accuracy_run(args.name, args.d, args.method, args.budget, args.seed)))
+    elif args.cmd == "report":
+        rows = [x for tag in args.tags.split(",") for x in json.loads((DOCS / f"bench_{tag}.json").read_text())]
+        table, groups = summarize(rows)
+        (DOCS / f"bench_{args.out}.md").write_text(
+            f"<!-- python benchmarks/bench_core.py report --tags {args.tags} --out {args.out} -->\n{table}\n\n"
+            f"![accuracy against time](bench_{args.out}.png)\n"
+        )
+        plot_accuracy(groups, DOCS / f"bench_{args.out}.png")
+        print(table)
     elif args.cmd == "ladder":
         rows = ladder([int(x) for x in args.dims.split(",")], args.steps, int(args.budget_gib * 2**30))
         (DOCS / "bench_ladder.json").write_text(json.dumps(rows, indent=1))
