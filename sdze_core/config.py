@@ -73,6 +73,7 @@ class SolverConfig:
     batch_size: int = 100
     estimator: str = "sdgd"
     samples: int = 16
+    lr_decay_steps: int | None = None  # fixed decay horizon; None: the run's steps or its estimated budget
     zo: ZOConfig = ZOConfig()
     adam: AdamConfig = AdamConfig()
 

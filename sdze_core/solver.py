@@ -62,6 +62,8 @@ def test_set(cfg: RunConfig, problem: Problem) -> TestSet:
 
 
 def initial_horizon(cfg: RunConfig) -> int:
+    if cfg.solver.lr_decay_steps is not None:
+        return cfg.solver.lr_decay_steps
     return cfg.solver.steps if cfg.solver.steps is not None else 10**9
 
 

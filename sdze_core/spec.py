@@ -65,6 +65,9 @@ class SolverSpec(_Strict):
     samples: int = Field(16, ge=1, le=10_000, description="sampled dimensions / probe vectors per step")
     lr: float | None = Field(None, gt=0, le=10)
     lr_final_frac: float | None = Field(None, ge=0, le=1)
+    lr_decay_steps: int | None = Field(
+        None, ge=1, le=100_000_000, description="steps over which lr decays (default: the run's steps or budget)"
+    )
     # zeroth-order knobs (None → the method's preset)
     update: Literal["sgd", "gn"] | None = Field(None, description="ZO update: normalised SGD or subspace Gauss–Newton")
     q: int | None = Field(None, ge=1, le=4096, description="perturbations per worker per step")
@@ -140,6 +143,7 @@ class JobSpec(_Strict):
             batch_size=s.batch_size,
             estimator=estimator,
             samples=s.samples,
+            lr_decay_steps=s.lr_decay_steps,
             zo=ZOConfig(**zo_kwargs),
             adam=adam,
         )

@@ -114,7 +114,7 @@ class Trainer:
     def _fix_horizon(self) -> None:
         s, st = self.cfg.solver, self.state
         horizon = initial_horizon(self.cfg)
-        if s.time_limit_s is not None:
+        if s.time_limit_s is not None and s.lr_decay_steps is None:
             per_step = statistics.median(st.step_times[-WARMUP:])
             est = st.step + int(max(s.time_limit_s - st.train_s, 0.0) / max(per_step, 1e-9))
             horizon = min(horizon, max(est, st.step + 1))

@@ -104,6 +104,16 @@ def test_time_budget_bounds_training_time_and_fixes_the_schedule(tmp_path):
     assert state is None or state["horizon_fixed"]
 
 
+@pytest.mark.parametrize("method", ["sdze", "sdgd_adam"])
+def test_lr_decay_steps_fixes_the_horizon_even_under_a_time_budget(tmp_path, method):
+    spec = tiny_spec(method=method, steps=None, time_limit_s=1.0, lr_decay_steps=777, eval={"test_points": 50})
+    tr = Trainer(spec.to_config(), tmp_path)
+    tr.run()
+    engine = tr.ex.solver.engine
+    assert engine.schedule.horizon == 777
+    assert engine.schedule(777) == engine.schedule(10**6) < engine.schedule(0)
+
+
 @pytest.mark.parametrize(
     "patch,field",
     [
