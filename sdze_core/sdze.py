@@ -369,14 +369,20 @@ class SDZEEngine:
         a = −(PᵀP + λ diag(PᵀP) + μI)⁻¹ PᵀR. Only the scalars a_k (and the h+1 output-layer ones) leave."""
         cfg = self.cfg
         zs = [self._draw(step, worker, k, ctx) for k in range(cfg.q)]
-        p = 0
+        p, d1 = 0, None
         if self._w1_jacobian:
             U1 = self.layers[0].U
             p = U1.shape[1]
             R0, phi, u, (op, val) = self._residual_dual(ctx, zs, w1_U=U1)
             Rd = op[2 * p :].sum(-1) + val[2 * p :]
-            J1 = self._w1_jacobian_columns(op, val, ctx.data_basis, p)
-            cols = [self._last_layer_jacobian(ctx.batch, phi, u), J1, Rd.t()]
+            J1 = self._w1_jacobian_columns(op, val, ctx.data_basis, p).double()
+            # one LM column for W₁: its own damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R (the NLMS direction
+            # in the data span); the joint solve then sets its length beside the output layer and hidden probes
+            K = J1 @ J1.t()
+            delta = cfg.gn_damping * float(torch.diagonal(K).mean()) + 1e-30
+            y = torch.linalg.solve(K + delta * torch.eye(K.shape[0], dtype=K.dtype), R0.double())
+            d1 = -(J1.t() @ y)
+            cols = [self._last_layer_jacobian(ctx.batch, phi, u), (-(K @ y)).unsqueeze(1).to(Rd.dtype), Rd.t()]
         elif cfg.gradient == "forward":
             R0, phi, u, Rd = self._residual_dual(ctx, zs)
             cols = [self._last_layer_jacobian(ctx.batch, phi, u), Rd.t()]
@@ -390,18 +396,18 @@ class SDZEEngine:
         R = R0.double()
         loss0 = float(R.square().mean())
         h1 = self.model.width + 1
-        n1 = h1 + p * (ctx.data_basis.rank if p else 0)
+        n1 = h1 + (1 if p else 0)
         eta = self.schedule(step)
         lam = cfg.gn_damping
         for _ in range(cfg.gn_backtracks + 1):
             a = levenberg_marquardt(P, R, lam)
-            parts = (a[:h1].to(self.dtype), a[h1:n1].reshape(p, -1).to(self.dtype) if p else None, a[n1:])
+            parts = (a[:h1].to(self.dtype), (a[h1] * d1).reshape(p, -1).to(self.dtype) if p else None, a[n1:])
             if cfg.gn_backtracks == 0 or self._trial_loss(ctx, zs, *parts, eta) < loss0:
                 break
             lam *= 10.0  # Levenberg–Marquardt: a step that raises the CRN loss is retried more damped
         else:
             a = torch.zeros_like(a)  # no damping made this batch's step a descent step: skip it
-            parts = (a[:h1].to(self.dtype), a[h1:n1].reshape(p, -1).to(self.dtype) if p else None, a[n1:])
+            parts = (a[:h1].to(self.dtype), (a[h1] * d1).reshape(p, -1).to(self.dtype) if p else None, a[n1:])
         last, w1, ap = parts
         probes = [(k, float(ap[k])) for k in range(cfg.q)]
         return WorkerReport(worker, probes, loss0, last=last, w1=w1)

@@ -29,7 +29,16 @@ MAX_DIM = 10_000_000
 # published recipe stays reachable as "sdze_published" (random subspaces, CRNS, lazy annealed refresh).
 PRESETS: dict[str, dict] = {
     "sdze": dict(
-        update="gn", w1_basis="data", w1_rank_out=8, gradient="forward", lr=0.5, lr_final_frac=0.1, q=8, gn_damping=1e-1
+        update="gn",
+        w1_basis="data",
+        w1_probes="jacobian",
+        w1_rank_out=2,
+        gn_backtracks=6,
+        gradient="forward",
+        lr=0.5,
+        lr_final_frac=0.1,
+        q=8,
+        gn_damping=1e-1,
     ),
     "sdze_published": dict(w1_basis="random", refresh_every=10, refresh_growth=1.1, refresh_max=200),
     "sdze_no_crns": dict(w1_basis="random", crns=False),
@@ -131,6 +140,13 @@ class JobSpec(_Strict):
             v = getattr(s, k, None)
             if v is not None:
                 zo_kwargs[k] = v
+        exact_w1_ok = (zo_kwargs.get("update"), zo_kwargs.get("gradient"), zo_kwargs.get("w1_basis")) == (
+            "gn",
+            "forward",
+            "data",
+        )
+        if s.w1_probes is None and zo_kwargs.get("w1_probes") == "jacobian" and not exact_w1_ok:
+            zo_kwargs["w1_probes"] = "random"  # the preset's exact W₁ columns need what the overrides turned off
         adam = AdamConfig(
             lr=s.lr if s.lr is not None else 1e-3, lr_final_frac=s.lr_final_frac if s.lr_final_frac is not None else 0.0
         )

@@ -139,4 +139,9 @@ def test_published_variant_and_ablations_are_reachable_from_a_spec():
     default = tiny_spec(method="sdze").to_config().solver.zo
     assert (default.w1_basis, default.update, default.gradient) == ("data", "gn", "forward")
     mixed = tiny_spec(method="sdze", w1_basis="random", gradient="two_point").to_config().solver.zo
-    assert (mixed.w1_basis, mixed.gradient) == ("random", "two_point")
+    assert (mixed.w1_basis, mixed.gradient, mixed.w1_probes) == ("random", "two_point", "random")
+    assert default.w1_probes == "jacobian"
+    old_default = tiny_spec(method="sdze", w1_probes="random", w1_rank_out=8, gn_backtracks=0).to_config().solver.zo
+    assert (old_default.w1_probes, old_default.update) == ("random", "gn")
+    with pytest.raises(ValueError, match="jacobian"):
+        Solver(tiny_spec(method="sdze", w1_probes="jacobian", update="sgd").to_config())

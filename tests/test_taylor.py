@@ -95,7 +95,9 @@ def test_implicit_lowrank_forward_equals_materialized_matrix():
 
 @pytest.mark.parametrize("basis", ["data", "random"])
 def test_dual_tangents_equal_autograd_jvp_and_two_point_limit(basis):
-    spec = tiny_spec(method="sdze", w1_basis=basis, q=3, dtype="float64", steps=10, batch_size=12, samples=4)
+    spec = tiny_spec(
+        method="sdze", w1_basis=basis, w1_probes="random", q=3, dtype="float64", steps=10, batch_size=12, samples=4
+    )
     s = Solver(spec.to_config())
     for t in range(2):
         s.local_step(t)
@@ -115,7 +117,9 @@ def test_dual_tangents_equal_autograd_jvp_and_two_point_limit(basis):
 
 
 def test_data_basis_is_orthonormal_spans_the_batch_and_contains_the_w1_gradient():
-    spec = tiny_spec(method="sdze", dtype="float64", problem={"name": "poisson_two_body", "dim": 300})
+    spec = tiny_spec(
+        method="sdze", w1_probes="random", dtype="float64", problem={"name": "poisson_two_body", "dim": 300}
+    )
     s = Solver(spec.to_config())
     e = s.engine
     b = e.make_batch(0, 0)
