@@ -12,7 +12,10 @@ One step t on worker w:
    The output layer is perturbed densely (update "sgd").
    Update "gn" (subspace Gauss–Newton): each worker measures the per-point Jacobian columns J Z_k and the
    exact output-layer columns, solves a Levenberg–Marquardt problem on its batch, and sends the
-   coefficients a_k instead of δ_k; every replica applies θ ← θ + η_t/n_w Σ a_k Z_k.
+   coefficients a_k instead of δ_k; every replica applies θ ← θ + η_t/n_w Σ a_k Z_k. With w1_probes
+   "jacobian" W₁'s columns are exact in the batch's data basis (2 tangent channels per output direction)
+   and enter the solve as one column along their own damped minimum-norm step; the worker also sends
+   those p × m' coefficients (m' ≤ N+S, independent of d).
 Replicas stay identical because ``apply`` is a deterministic function of the reports (sorted).
 """
 
