@@ -42,7 +42,10 @@ def _spec(name: str, d: int, method: str, **solver):
             "problem": {"name": name, "dim": d},
             "model": {"width": 128, "depth": 4},
             "solver": {"method": method, "batch_size": 100, **{"samples": 16, **solver}},
-            "eval": {"test_points": 20000 if d <= 10**4 else 2000, "every": 10**7},
+            "eval": {
+                "test_points": int(os.environ.get("BENCH_TEST_POINTS", 20000 if d <= 10**4 else 2000)),
+                "every": 10**7,
+            },
         }
     )
 
@@ -293,6 +296,7 @@ def main() -> None:
                         print("failed", name, d, method, r.stderr[-500:], flush=True)
                         continue
                     rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
+                    (DOCS / f"bench_{args.tag}.json").write_text(json.dumps(rows, indent=1))  # survives an interrupt
                     x = rows[-1]
                     print(
                         f"{name} d={d} {method} seed={seed}: rel {x['rel_l2']:.3e} null {x['null_rel_l2']:.3e} "
