@@ -368,8 +368,10 @@ class SDZEEngine:
     def _evaluate_gn(self, step: int, worker: int, ctx: _StepCtx) -> WorkerReport:
         """Subspace Gauss–Newton (backprop-free): columns P = [∂R/∂(w,b) | J Z_1 … J Z_q] of the residual's
         Jacobian on this worker's batch (output layer exact; hidden probes by JVP or CRN two-point
-        differences of the per-point residuals), then the Levenberg–Marquardt coefficients
-        a = −(PᵀP + λ diag(PᵀP) + μI)⁻¹ PᵀR. Only the scalars a_k (and the h+1 output-layer ones) leave."""
+        differences of the per-point residuals; with w1_probes "jacobian" one more column J₁d₁ for W₁), then the
+        Levenberg–Marquardt coefficients a = −(PᵀP + λ diag(PᵀP) + μI)⁻¹ PᵀR, retried with λ ×10 while the step
+        raises the batch's CRN loss (gn_backtracks). Only the scalars a_k, the h+1 output-layer ones and the p × m'
+        W₁ coefficients a_W₁·d₁ leave."""
         cfg = self.cfg
         zs = [self._draw(step, worker, k, ctx) for k in range(cfg.q)]
         p, d1 = 0, None
@@ -402,15 +404,17 @@ class SDZEEngine:
         n1 = h1 + (1 if p else 0)
         eta = self.schedule(step)
         lam = cfg.gn_damping
+
+        def split(a: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:  # output layer, W₁ coefficients, probes
+            return a[:h1].to(self.dtype), (a[h1] * d1).reshape(p, -1).to(self.dtype) if p else None, a[n1:]
+
         for _ in range(cfg.gn_backtracks + 1):
-            a = levenberg_marquardt(P, R, lam)
-            parts = (a[:h1].to(self.dtype), (a[h1] * d1).reshape(p, -1).to(self.dtype) if p else None, a[n1:])
+            parts = split(levenberg_marquardt(P, R, lam))
             if cfg.gn_backtracks == 0 or self._trial_loss(ctx, zs, *parts, eta) < loss0:
                 break
             lam *= 10.0  # Levenberg–Marquardt: a step that raises the CRN loss is retried more damped
         else:
-            a = torch.zeros_like(a)  # no damping made this batch's step a descent step: skip it
-            parts = (a[:h1].to(self.dtype), (a[h1] * d1).reshape(p, -1).to(self.dtype) if p else None, a[n1:])
+            parts = split(torch.zeros(P.shape[1], dtype=P.dtype))  # no damping gave descent: skip this batch
         last, w1, ap = parts
         probes = [(k, float(ap[k])) for k in range(cfg.q)]
         return WorkerReport(worker, probes, loss0, last=last, w1=w1)
