@@ -321,7 +321,7 @@ class SDZEEngine:
             if MS is not None and pad:
                 MS = torch.cat([MS.new_zeros(pad, *MS.shape[1:]), MS])
             if MS is None:
-                MS = torch.zeros(pad, lay.U.shape[0], 1 if lay.V is None else lay.V.shape[1], dtype=self.dtype)
+                MS = lay.U.new_zeros(pad, lay.U.shape[0], lay.V.shape[1])  # no hidden probes: W₁ channels only
             if lay.V is None:
                 lowrank.append(LowRank(V=None, M=None, xv=ctx.data_basis.xv, dv=ctx.data_basis.dv))
                 tangents.append((None, MS))
@@ -385,7 +385,7 @@ class SDZEEngine:
             # in the data span); the joint solve then sets its length beside the output layer and hidden probes
             K = J1 @ J1.t()
             delta = cfg.gn_damping * float(torch.diagonal(K).mean()) + 1e-30
-            y = torch.linalg.solve(K + delta * torch.eye(K.shape[0], dtype=K.dtype), R0.double())
+            y = torch.linalg.solve(K + delta * torch.eye(K.shape[0], dtype=K.dtype, device=K.device), R0.double())
             d1 = -(J1.t() @ y)
             cols = [self._last_layer_jacobian(ctx.batch, phi, u), (-(K @ y)).unsqueeze(1).to(Rd.dtype), Rd.t()]
         elif cfg.gradient == "forward":
@@ -414,7 +414,7 @@ class SDZEEngine:
                 break
             lam *= 10.0  # Levenberg–Marquardt: a step that raises the CRN loss is retried more damped
         else:
-            parts = split(torch.zeros(P.shape[1], dtype=P.dtype))  # no damping gave descent: skip this batch
+            parts = split(P.new_zeros(P.shape[1]))  # no damping gave descent: skip this batch
         last, w1, ap = parts
         probes = [(k, float(ap[k])) for k in range(cfg.q)]
         return WorkerReport(worker, probes, loss0, last=last, w1=w1)
@@ -521,7 +521,7 @@ class SDZEEngine:
         for r in reports:
             batch = self.batches.get(step, r.worker, with_source=False) if aligned else None
             ctx = _StepCtx(batch, None, self._data_basis(batch) if aligned else None)
-            A1 = torch.zeros(self.layers[0].U.shape[1], ctx.data_basis.rank, dtype=self.dtype) if aligned else None
+            A1 = self.layers[0].U.new_zeros(self.layers[0].U.shape[1], ctx.data_basis.rank) if aligned else None
             if r.w1 is not None:
                 A1.add_(r.w1, alpha=w1_scale)
             for k, _ in r.probes:
