@@ -9,7 +9,7 @@ import torch
 
 from sdze_core.problems import PROBLEM_NAMES, make_problem
 
-REF = json.loads((pathlib.Path(__file__).resolve().parents[2] / "shared/reference/problems.json").read_text())
+REF = json.loads((pathlib.Path(__file__).resolve().parent / "data/problems.json").read_text())
 CASES = [
     pytest.param(p["name"], cs["d"], cs["c"], pt, id=f"{p['name']}-d{cs['d']}-{k}")
     for p in REF["problems"]
