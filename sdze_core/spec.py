@@ -49,7 +49,7 @@ PRESETS: dict[str, dict] = {
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
 class ProblemSpec(_Strict):
