@@ -19,6 +19,8 @@ from sdze_core.parabolic.residual import (
     net_jet,
     residual,
     sample_spatial,
+    tangent_u_jet,
+    u_jet,
 )
 from sdze_core.parabolic.sampling import ParabolicTestSet, sample_points
 from sdze_core.parabolic.terminal import Terminal
@@ -80,7 +82,7 @@ def test_jet_residual_matches_autograd(name):
     m = MLP.init(d + 1, 10, 3, seed=1, dtype=F64)
     xt = sample_points(p, 6, generator(4), F64)
     b = batch_from_points(p, xt, sample_spatial("exact", d, d, generator(0), F64))
-    R = residual(p, b, net_jet(b, m.W, m.b)[1])
+    R = residual(p, b, u_jet(b, net_jet(b, m.W, m.b)[1]))
     u_fn = _net_u(p, m)
     x, t = xt[:, :d], xt[:, d]
     aux = b.aux if b.aux is not None else t
@@ -107,11 +109,15 @@ def test_linearization_is_the_exact_parameter_derivative(name, est):
         return tuple(net_jet(b, list(ps[:L]), list(ps[L:]))[1])
 
     def res_of(*ps):
-        return residual(p, b, list(jet_of(*ps)))
+        return residual(p, b, u_jet(b, list(jet_of(*ps))))
 
     _, Rdot = jvp(res_of, tuple(params), tuple(dirs))
     n, ndot = jvp(jet_of, tuple(params), tuple(dirs))
-    got = apply_linearization(linearization(p, b, list(n)), list(ndot))
+    got = apply_linearization(linearization(p, b, u_jet(b, list(n))), tangent_u_jet(b, list(ndot)))
+    # the same with a leading channel axis (how the engines batch probes and output-layer features)
+    nd2 = [torch.stack([c, 2 * c]) for c in ndot]
+    got2 = apply_linearization(linearization(p, b, u_jet(b, list(n))), tangent_u_jet(b, nd2))
+    torch.testing.assert_close(got2[1], 2 * Rdot, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(got, Rdot, rtol=1e-10, atol=1e-10)
 
 
@@ -126,11 +132,11 @@ def test_sampled_residual_is_unbiased(name, est):
     m = MLP.init(d + 1, 12, 3, seed=3, dtype=F64)
     xt = sample_points(p, 4, generator(6), F64)
     full = batch_from_points(p, xt, sample_spatial("exact", d, d, generator(0), F64))
-    R = residual(p, full, net_jet(full, m.W, m.b)[1])
+    R = residual(p, full, u_jet(full, net_jet(full, m.W, m.b)[1]))
     draws = []
     for k in range(n_draws):
         b = batch_from_points(p, xt, sample_spatial(est, d, S, generator(1000 + k), F64))
-        draws.append(residual(p, b, net_jet(b, m.W, m.b)[1]))
+        draws.append(residual(p, b, u_jet(b, net_jet(b, m.W, m.b)[1])))
     D = torch.stack(draws)
     se = D.std(0) / math.sqrt(n_draws)
     assert float(se.max()) > 0  # the estimate is random: the test can fail

@@ -3,8 +3,10 @@
 Ansatz u = g(x) + τ·N(x̃), τ = T − t. A step differentiates along S spatial directions v_s (in the first d
 coordinates of x̃) and along e_t (the last coordinate); ``taylor.hidden_jet`` gives, for every point, the order-2
 jet of N along each of these S + 1 shared directions (one pass, W₁x̃ shared, W₁v_s a column gather for
-coordinates). From N₀ = N, N₁ = D N, N₂ = D²N/2 and the terminal condition's closed-form jets:
-    u = g + τN₀,   D_s u = D_s g + τ N₁ₛ,   D_s² u = D_s² g + 2τ N₂ₛ,   u_t = −N₀ + τ N₁,ₜ
+coordinates). The jet of u is that of g plus the product of the jets of B = τ and N (``u_jet``), exactly as for
+the stationary ansatz u = g + B·N: along v_s, B's jet is [τ, 0, 0] and g's is [g, D_s g, D_s² g/2]; along e_t,
+B's jet is [τ, −1, 0] and g's is [g, 0, 0]. From the u-jet [u₀, u₁, u₂] (Taylor coefficients, u₂ = D²u/2):
+    D_s u = u₁ₛ,   D_s² u = 2u₂ₛ,   u_t = u₁,ₜ
 and with the spatial weight w (d/S for SDGD coordinates, 1/S for Rademacher/HTE, 1 for "exact"):
     R̂ = u_t + Σ_s w(ν + κ x_{i_s}²) D_s²u + Σ_s w β (x·v_s) D_s u + reaction(u) + μ Σ_s w (D_s u)²
          + ρ Σ_s w |D_s u|^p + c₀.
@@ -19,9 +21,9 @@ problems' SDGD/HTE losses. A nonlinear function of a sampled sum (e.g. |∇̂u|�
 Supported pairs: diagonal diffusion (κ) and Σ|∂_i u|^p need coordinate directions ("sdgd"/"exact");
 Rademacher directions ("hte") serve ν Δ, the drift and |∇u|².
 
-``linearization`` gives the coefficients (c₀, c₁, c₂) with  Ṙ = c₀Ṅ₀ + Σ_j c₁ⱼṄ₁ⱼ + Σ_j c₂ⱼṄ₂ⱼ  for any tangent of
-the network's jet (parameter probes, output-layer features): R is a pointwise function of the jet coefficients,
-so its exact directional derivative needs no backward pass.
+``linearization`` gives the coefficients (c₀, c₁, c₂) with  Ṙ = c₀u̇₀ + Σ_j c₁ⱼu̇₁ⱼ + Σ_j c₂ⱼu̇₂ⱼ  for any tangent of
+the u-jet (u̇ = B·Ṅ for parameter probes or output-layer features): R is a pointwise function of the jet
+coefficients, so its exact directional derivative needs no backward pass.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..estimators import Directions, sample_directions
-from ..taylor import FirstLayer, Jet, hidden_jet, output_jet
+from ..taylor import FirstLayer, Jet, _add, hidden_jet, jet_mul, output_jet
 from .problems import ParabolicProblem
 
 PARABOLIC_ESTIMATORS = ("sdgd", "hte", "exact")
@@ -44,20 +46,23 @@ class ParabolicBatch:
 
     ``x`` (N, d+1) is the network input x̃; ``dirs`` the S + 1 joint directions over d + 1 coordinates (spatial,
     then e_t) that ``FirstLayer``/``DataBasis`` read; ``spatial`` the same S directions over d coordinates.
-    ``g, g1, g2``: g (N,), D_s g (N, S), D_s² g (N, S); ``a2``/``a1`` (N, S): weights of D_s²u and D_s u in R̂;
-    ``aux`` per-point data of the reaction (or None).
+    ``gjet``/``bjet``: the jets of g and of B = τ along the joint directions ([(N, 1), (N, S+1), (N, S+1) or None]);
+    ``a2``/``a1`` (N, S): weights of D_s²u and D_s u in R̂; ``aux`` per-point data of the reaction (or None).
     """
 
     x: Tensor
     dirs: Directions
     spatial: Directions
-    tau: Tensor
-    g: Tensor
-    g1: Tensor
-    g2: Tensor
+    gjet: Jet
+    bjet: Jet
     a2: Tensor
     a1: Tensor
     aux: Tensor | None
+
+    @property
+    def tau(self) -> Tensor:
+        """T − t (N,)."""
+        return self.bjet[0][:, 0]
 
 
 def joint_directions(spatial: Directions, d: int) -> Directions:
@@ -99,15 +104,17 @@ def batch_from_points(problem: ParabolicProblem, xt: Tensor, spatial: Directions
         a2 = a2 + (w * problem.kappa) * x64.index_select(1, spatial.idx).square()
     a1 = (w * problem.beta) * sp64.dot(x64) if problem.beta != 0.0 else torch.zeros_like(g1)
     aux = problem.reaction_aux(x64, t64)
+    zero = torch.zeros_like(g).unsqueeze(1)
+    tau = (problem.T - t64).unsqueeze(1)
+    gjet = [g.unsqueeze(1), torch.cat([g1, zero], 1), torch.cat([0.5 * g2, zero], 1)]
+    bjet = [tau, torch.cat([torch.zeros_like(g1), zero - 1], 1), None]
     cast = lambda a: None if a is None else a.to(dtype)  # noqa: E731
     return ParabolicBatch(
         xt,
         joint_directions(spatial, d),
         spatial,
-        cast(problem.T - t64),
-        cast(g),
-        cast(g1),
-        cast(g2),
+        [cast(c) for c in gjet],
+        [cast(c) for c in bjet],
         cast(a2),
         cast(a1),
         cast(aux),
@@ -129,22 +136,24 @@ def net_jet(batch: ParabolicBatch, W: list[Tensor], b: list[Tensor]) -> tuple[Je
     return phi, output_jet(phi, W[-1], b[-1])
 
 
-def _u_parts(batch: ParabolicBatch, n: Jet) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    S = batch.g1.shape[1]
-    tau = batch.tau
-    n0 = n[0][:, 0]
-    u0 = batch.g + tau * n0
-    u1 = batch.g1 + tau.unsqueeze(1) * n[1][:, :S]
-    u2 = batch.g2 + (2 * tau).unsqueeze(1) * n[2][:, :S]
-    ut = -n0 + tau * n[1][:, S]
-    return u0, u1, u2, ut
+def u_jet(batch: ParabolicBatch, n: Jet) -> Jet:
+    """The u-jet g + B·N from the network's jet ``n`` (coefficients may carry trailing feature axes only if
+    ``n`` does; see ``tangent_u_jet`` for channel axes): [(N, 1), (N, S+1), (N, S+1)]."""
+    return [_add(gc, pc) for gc, pc in zip(batch.gjet, jet_mul(batch.bjet, n), strict=True)]
 
 
-def residual(problem: ParabolicProblem, batch: ParabolicBatch, n: Jet) -> Tensor:
-    """R̂_n (N,) from the network's jet ``n`` (see the module docstring)."""
-    u0, u1, u2, ut = _u_parts(batch, n)
+def tangent_u_jet(batch: ParabolicBatch, nd: Jet) -> Jet:
+    """u̇ = B·Ṅ for a tangent jet with leading channel axes (..., N, 1|S+1) (g does not depend on θ)."""
+    return jet_mul(batch.bjet, nd)
+
+
+def residual(problem: ParabolicProblem, batch: ParabolicBatch, u: Jet) -> Tensor:
+    """R̂_n (N,) from the u-jet ``u`` (see the module docstring)."""
+    S = batch.a2.shape[1]
     w = batch.spatial.weight
-    R = ut + (batch.a2 * u2).sum(1) + (batch.a1 * u1).sum(1) + problem.reaction_value(u0, batch.aux)
+    u0, u1 = u[0][:, 0], u[1][:, :S]
+    R = u[1][:, S] + 2 * (batch.a2 * u[2][:, :S]).sum(1) + (batch.a1 * u1).sum(1)
+    R = R + problem.reaction_value(u0, batch.aux)
     if problem.grad_sq != 0.0:
         R = R + (problem.grad_sq * w) * u1.square().sum(1)
     if problem.grad_pow != 0.0:
@@ -154,36 +163,29 @@ def residual(problem: ParabolicProblem, batch: ParabolicBatch, n: Jet) -> Tensor
     return R
 
 
-def u_value(batch: ParabolicBatch, n: Jet) -> Tensor:
-    """u = g + τN at the batch's points (N,)."""
-    return batch.g + batch.tau * n[0][:, 0]
-
-
-def linearization(problem: ParabolicProblem, batch: ParabolicBatch, n: Jet) -> tuple[Tensor, Tensor, Tensor]:
-    """(c₀ (N,), c₁ (N, S+1), c₂ (N, S+1)) with Ṙ = c₀Ṅ₀ + Σ_j c₁ⱼṄ₁ⱼ + Σ_j c₂ⱼṄ₂ⱼ, exact at the jet ``n``."""
-    u0, u1, _, _ = _u_parts(batch, n)
-    tau = batch.tau
+def linearization(problem: ParabolicProblem, batch: ParabolicBatch, u: Jet) -> tuple[Tensor, Tensor, Tensor]:
+    """(c₀ (N,), c₁ (N, S+1), c₂ (N, S+1)) with Ṙ = c₀u̇₀ + Σ_j c₁ⱼu̇₁ⱼ + Σ_j c₂ⱼu̇₂ⱼ, exact at the u-jet ``u``."""
+    S = batch.a2.shape[1]
     w = batch.spatial.weight
-    c0 = -1 + tau * problem.reaction_derivative(u0, batch.aux)
+    u0, u1 = u[0][:, 0], u[1][:, :S]
+    c0 = problem.reaction_derivative(u0, batch.aux)
     g1 = batch.a1
     if problem.grad_sq != 0.0:
         g1 = g1 + (2 * problem.grad_sq * w) * u1
     if problem.grad_pow != 0.0:
         p = problem.power
         g1 = g1 + (problem.grad_pow * w * p) * u1.abs().pow(p - 1) * torch.sign(u1)
-    t1 = tau.unsqueeze(1)
-    c1 = torch.cat([t1 * g1, t1], 1)
-    c2 = torch.cat([(2 * t1) * batch.a2, torch.zeros_like(t1)], 1)
-    return c0, c1, c2
+    one = torch.ones_like(u0).unsqueeze(1)
+    return c0, torch.cat([g1, one], 1), torch.cat([2 * batch.a2, 0 * one], 1)
 
 
-def apply_linearization(lin: tuple[Tensor, Tensor, Tensor], nd: Jet) -> Tensor:
-    """Ṙ for a tangent jet ``nd`` whose coefficients may carry leading channel axes: Ṅ₀ (..., N, 1),
-    Ṅ₁/Ṅ₂ (..., N, S+1) → (..., N)."""
+def apply_linearization(lin: tuple[Tensor, Tensor, Tensor], ud: Jet) -> Tensor:
+    """Ṙ for a tangent u-jet ``ud`` whose coefficients may carry leading channel axes: u̇₀ (..., N, 1),
+    u̇₁/u̇₂ (..., N, S+1) → (..., N)."""
     c0, c1, c2 = lin
-    out = c0 * nd[0][..., 0]
-    if nd[1] is not None:
-        out = out + (c1 * nd[1]).sum(-1)
-    if nd[2] is not None:
-        out = out + (c2 * nd[2]).sum(-1)
+    out = c0 * ud[0][..., 0]
+    if ud[1] is not None:
+        out = out + (c1 * ud[1]).sum(-1)
+    if len(ud) > 2 and ud[2] is not None:
+        out = out + (c2 * ud[2]).sum(-1)
     return out
