@@ -19,7 +19,7 @@ from . import problems
 from .dispatcher import Dispatcher
 from .job_store import JobStore
 from .metrics import Metrics
-from .routers import artifacts, health, jobs
+from .routers import artifacts, health, history, jobs, pages
 from .settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -118,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Submit a job spec, follow its progress, download the trained solution and evaluate it. "
         "Errors are RFC 9457 problem+json. See docs/api.md.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from routers.pages, with assets shipped in the package
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -125,6 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(health.router)
+    app.include_router(history.router)
+    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

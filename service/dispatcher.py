@@ -13,6 +13,7 @@ import logging
 import shutil
 import threading
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from sdze_core.spec import JobSpec
 
 from .job_store import Job, JobStore
+from .reasons import one_line, write_error_log
 from .settings import Settings
 
 log = logging.getLogger("sdze.service")
@@ -32,6 +34,7 @@ MEDIA_TYPES = {
     ".npz": "application/octet-stream",
     ".npy": "application/x-npy",
     ".txt": "text/plain",
+    ".log": "text/plain",
 }
 
 
@@ -195,7 +198,7 @@ class Dispatcher:
         from worker.executor import WorkerGroupError
         from worker.runner import solve_on_ray
 
-        state, reason, metrics = "failed", None, None
+        state, reason, metrics, detail = "failed", None, None, None
         try:
             spec = JobSpec.model_validate(job.spec)
             metrics = solve_on_ray(spec, out_dir, progress=progress, should_stop=should_stop, checkpoint_dir=ckpt)
@@ -207,9 +210,11 @@ class Dispatcher:
             log.warning("job %s: %s", job.id, e)
             kind = {"ResourcesUnavailable": "resources-unavailable", "UnsupportedMethod": "invalid-spec"}
             state, reason = "failed", f"{kind.get(type(e).__name__, 'worker-lost')}: {e}"
+            detail = "".join(traceback.format_exception(e))
         except Exception as e:
             log.exception("job %s crashed", job.id)
             state, reason = "failed", f"internal: {type(e).__name__}: {e}"
+            detail = "".join(traceback.format_exception(e))
         try:
             cancelled_by_user = self.store.cancel_requested(job.id) or job.id in self._cancel
             if state != "succeeded" and self._stopping.is_set() and not cancelled_by_user:
@@ -219,6 +224,9 @@ class Dispatcher:
                 return
             if state == "cancelled":
                 reason = "cancelled by request"
+            if state == "failed":  # the full text (Ray's colours, tracebacks) goes to error.log; one line stays
+                write_error_log(out_dir / "error.log", reason, detail)
+                reason = one_line(reason)
             self.store.record_artifacts(job.id, scan_artifacts(out_dir))
             self.store.finish(job.id, state, reason, metrics)
             if state == "succeeded":

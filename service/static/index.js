@@ -1,4 +1,19 @@
+// The job list: state (with the one-line reason of a failed job), progress, accuracy with aniso, and
+// checkboxes to compare jobs' curves on one plot.
 "use strict";
+const selected = new Set();
+const compareBtn = document.getElementById("compare");
+document.getElementById("aniso-help").append(ANISO_HELP + " ", el("a", { href: HELP + "#aniso" }, "more"));
+document.getElementById("aniso-th").title = ANISO_HELP;
+
+function updateCompare() {
+  compareBtn.disabled = selected.size < 2;
+  compareBtn.textContent = "compare selected (" + selected.size + ")";
+}
+compareBtn.addEventListener("click", () => {
+  location.href = "/compare?ids=" + [...selected].map(encodeURIComponent).join(",") + location.hash;
+});
+
 async function refresh() {
   const status = document.getElementById("status");
   try {
@@ -24,20 +39,40 @@ async function refresh() {
   }
 }
 
+function accuracyCells(j) {
+  const acc = accuracy(j.progress, j.metrics);
+  if (acc.residual.length) {
+    const [k, v] = acc.residual[0];
+    return [el("td", { title: "no exact solution: " + k }, k.replace(/_/g, " ") + " " + fmt(v)),
+      el("td", { class: "muted", title: "no exact solution, so no null" }, "n/a")];
+  }
+  return [el("td", {}, fmt(acc.rel)), el("td", {}, anisoBadge(acc.aniso))];
+}
+
 function row(j) {
   const p = j.progress || {};
   const frac = p.fraction == null ? (j.state === "succeeded" ? 1 : 0) : p.fraction;
   const bar = el("span", { class: "bar", title: Math.round(frac * 100) + "%" }, el("span", { style: "width:" + (100 * frac).toFixed(1) + "%" }));
+  const box = el("input", { type: "checkbox", class: "pick", "aria-label": "compare " + j.id });
+  box.checked = selected.has(j.id);
+  box.addEventListener("change", () => { box.checked ? selected.add(j.id) : selected.delete(j.id); updateCompare(); });
+  const state = el("td", { class: "state " + j.state },
+    j.state + (j.cancel_requested && j.state === "running" ? " (cancelling)" : ""));
+  if (j.reason && (j.state === "failed" || j.state === "cancelled"))
+    state.append(el("div", { class: "reason-line", title: j.reason }, oneLine(j.reason)));
   return el("tr", { "data-job": j.id, "data-state": j.state },
+    el("td", {}, box),
     el("td", {}, el("a", { href: "/job?id=" + encodeURIComponent(j.id) + location.hash, class: "job-id" }, j.id)),
-    el("td", { class: "state " + j.state }, j.state + (j.cancel_requested && j.state === "running" ? " (cancelling)" : "")),
+    state,
     el("td", {}, bar, " " + Math.round(frac * 100) + "%"),
     el("td", {}, (p.step == null ? "–" : p.step) + (p.steps ? " / " + p.steps : "")),
     el("td", {}, fmt(p.loss)),
-    el("td", {}, fmt(p.rel_l2)),
-    el("td", {}, j.spec.problem.name + " d=" + j.spec.problem.dim),
+    ...accuracyCells(j),
+    el("td", {}, (j.spec.problem.name || "custom") + " d=" + j.spec.problem.dim),
+    el("td", {}, j.spec.solver.method),
     el("td", { class: "muted" }, j.created_at));
 }
 
+updateCompare();
 refresh();
 setInterval(refresh, 2000);
