@@ -18,12 +18,12 @@ from torch import Tensor
 
 from .baselines import AdamEngine
 from .config import FIRST_ORDER_METHODS, RunConfig
+from .engine import SDZEEngine, WorkerReport
 from .evaluation import evaluate
 from .model import MLP
 from .problems import Problem, make_problem
 from .sampling import TestSet
 from .schedule import LinearDecay
-from .sdze import SDZEEngine, WorkerReport
 from .seeds import derive
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -1,11 +1,14 @@
 """Statistical claims of the SDZE estimator (fixed seeds, float64, honest tolerances)."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from core_helpers import params_equal, tiny_spec
 
+from sdze_core.engine.probes_forward import residual_dual
+from sdze_core.engine.probes_two_point import probe_loss, redrawn_context
 from sdze_core.residual import residual, u_jet
 from sdze_core.solver import Solver
 from sdze_core.taylor import FirstLayer, hidden_jet
@@ -15,18 +18,18 @@ def _crns_std(eps_list, crns: bool, trials: int = 40):
     spec = tiny_spec(method="sdze_published", dtype="float64", batch_size=20, samples=4)
     e = Solver(spec.to_config()).engine
     stds = []
-    ctx0 = e._context(e.make_batch(0, 0))
-    z = e._draw(0, 0, 0, ctx0)  # one fixed perturbation direction
+    ctx0 = e.context(e.make_batch(0, 0))
+    z = e.draw(0, 0, 0, ctx0.data_basis)  # one fixed perturbation direction
     for eps in eps_list:
         deltas = []
         for t in range(trials):
             b = e.make_batch(100 + t, 0)
-            ctx = e._context(b)
+            ctx = e.context(b)
             if crns:
-                lp, lm = e._loss(ctx, z, eps)[0], e._loss(ctx, z, -eps)[0]
+                lp, lm = probe_loss(e, ctx, z, eps), probe_loss(e, ctx, z, -eps)
             else:
-                lp = e._loss(ctx, z, eps, e._redraw_dirs(b, 100 + t, 0, 0, 0))[0]
-                lm = e._loss(ctx, z, -eps, e._redraw_dirs(b, 100 + t, 0, 0, 1))[0]
+                lp = probe_loss(e, redrawn_context(e, ctx, 100 + t, 0, 0, 0), z, eps)
+                lm = probe_loss(e, redrawn_context(e, ctx, 100 + t, 0, 0, 1), z, -eps)
             deltas.append(float((lp - lm) / (2 * eps)))
         stds.append(float(torch.tensor(deltas).std()))
     return stds
@@ -57,7 +60,7 @@ def _subspace_rel_error(width: int, rank: int, q: int = 64, reps: int = 40) -> t
     s = Solver(spec.to_config())
     e, m = s.engine, s.model
     b = e.make_batch(0, 0)
-    ctx = e._context(b)
+    ctx = e.context(b)
     W2 = m.W[1].clone().requires_grad_(True)
     first = FirstLayer.compute(m.W[0], m.b[0], b.x, b.dirs)
     phi = hidden_jet(first, [W2, m.W[2]], m.b[1:3], 2)
@@ -71,14 +74,13 @@ def _subspace_rel_error(width: int, rank: int, q: int = 64, reps: int = 40) -> t
     for rep in range(reps):
         zs = []
         for k in range(q):
-            z = e._draw(rep + 1, 0, k, ctx)
-            z["S"] = [S if l == 1 else torch.zeros_like(S) for l, S in enumerate(z["S"])]
-            zs.append(z)
-        R, _, _, Rd = e._residual_dual(ctx, zs)
+            z = e.draw(rep + 1, 0, k, ctx.data_basis)
+            zs.append(dataclasses.replace(z, S=tuple(S if l == 1 else torch.zeros_like(S) for l, S in enumerate(z.S))))
+        R, _, _, Rd = residual_dual(e, ctx, zs)
         deltas = (2 * R * Rd).mean(1)
-        k0 = U @ zs[0]["S"][1] @ V.T
+        k0 = U @ zs[0].S[1] @ V.T
         assert math.isclose(float(deltas[0]), float((G * k0).sum()), rel_tol=1e-8)  # δ is ⟨G, Z⟩ exactly
-        est = sum(float(deltas[k]) * (U @ zs[k]["S"][1] @ V.T) for k in range(q)) / q
+        est = sum(float(deltas[k]) * (U @ zs[k].S[1] @ V.T) for k in range(q)) / q
         errs.append(float((est - target).norm() ** 2 / target.norm() ** 2))
         Z = torch.randn(q, *G.shape, generator=gen, dtype=G.dtype)
         dense = torch.einsum("k,kij->ij", (Z * G).sum((1, 2)), Z) / q

@@ -1,5 +1,6 @@
 """Forward-mode Taylor jets and parameter tangents against autograd / torch.func in float64."""
 
+import dataclasses
 import math
 
 import pytest
@@ -7,6 +8,8 @@ import torch
 from core_helpers import tiny_spec
 from torch.func import jacfwd
 
+from sdze_core.engine.perturbed_forward import perturbed_residual
+from sdze_core.engine.probes_forward import residual_dual, w1_jacobian_columns
 from sdze_core.estimators import sample_directions
 from sdze_core.model import MLP
 from sdze_core.problems import make_problem
@@ -17,6 +20,11 @@ from sdze_core.subspace import DataBasis, random_basis
 from sdze_core.taylor import FirstLayer, LowRank, boundary_jet, hidden_jet, operator_from_jet
 
 F64 = torch.float64
+
+
+def _res(e, ctx, z, eps):
+    """Residuals at θ_eff + εZ through the engine's one perturbed forward."""
+    return perturbed_residual(e, ctx, z.offset(eps, e.perturbs_output_layer))[0]
 
 
 def _u_fn(problem, m, extra=None):
@@ -102,16 +110,16 @@ def test_dual_tangents_equal_autograd_jvp_and_two_point_limit(basis):
     for t in range(2):
         s.local_step(t)
     e = s.engine
-    ctx = e._context(e.make_batch(7, 0))
-    zs = [e._draw(7, 0, k, ctx) for k in range(3)]
-    R, _, _, Rd = e._residual_dual(ctx, zs)
+    ctx = e.context(e.make_batch(7, 0))
+    zs = [e.draw(7, 0, k, ctx.data_basis) for k in range(3)]
+    R, _, _, Rd = residual_dual(e, ctx, zs)
     one = torch.ones((), dtype=F64)
     for k, z in enumerate(zs):
-        _, jvp = torch.func.jvp(lambda eps, z=z: e._residual(ctx, z, eps)[0], (0 * one,), (one,))
+        _, jvp = torch.func.jvp(lambda eps, z=z: _res(e, ctx, z, eps), (0 * one,), (one,))
         torch.testing.assert_close(Rd[k], jvp, rtol=1e-10, atol=1e-8)
         errs = []
         for eps in (1e-2, 1e-3):
-            fd = (e._residual(ctx, z, eps)[0] - e._residual(ctx, z, -eps)[0]) / (2 * eps)
+            fd = (_res(e, ctx, z, eps) - _res(e, ctx, z, -eps)) / (2 * eps)
             errs.append(float((fd - Rd[k]).abs().max() / Rd[k].abs().max()))
         assert errs[1] < 1e-4 and errs[1] < errs[0] / 50  # O(ε²) truncation: the two-point limit is the JVP
 
@@ -140,12 +148,12 @@ def test_data_basis_is_orthonormal_spans_the_batch_and_contains_the_w1_gradient(
     outside = G - (G @ V) @ V.T
     assert float(outside.norm() / G.norm()) < 1e-10
     # and the aligned directional derivative along U S Vᵀ equals autograd's ⟨G, U S Vᵀ⟩
-    ctx = e._context(b)
-    z = e._draw(0, 0, 0, ctx)
-    z["S"] = [z["S"][0]] + [torch.zeros_like(S) for S in z["S"][1:]]
-    R, _, _, Rd = e._residual_dual(ctx, [z])
+    ctx = e.context(b)
+    z = e.draw(0, 0, 0, ctx.data_basis)
+    z = dataclasses.replace(z, S=(z.S[0], *(torch.zeros_like(S) for S in z.S[1:])))
+    R, _, _, Rd = residual_dual(e, ctx, [z])
     delta = float((2 * R * Rd[0]).mean())
-    Z1 = e.layers[0].U @ z["S"][0] @ V.T
+    Z1 = e.layers[0].U @ z.S[0] @ V.T
     assert math.isclose(delta, float((G * Z1).sum()), rel_tol=1e-8)
 
 
@@ -178,12 +186,12 @@ def test_exact_w1_jacobian_columns_equal_autograd(name):
     s.local_step(0)
     e = s.engine
     b = e.make_batch(3, 0)
-    ctx = e._context(b)
-    zs = [e._draw(3, 0, k, ctx) for k in range(2)]
+    ctx = e.context(b)
+    zs = [e.draw(3, 0, k, ctx.data_basis) for k in range(2)]
     U = e.layers[0].U
     p = U.shape[1]
-    R, _, _, (op, val) = e._residual_dual(ctx, zs, w1_U=U)
-    J = e._w1_jacobian_columns(op, val, ctx.data_basis, p)  # (N, p·m')
+    R, _, _, (op, val) = residual_dual(e, ctx, zs, w1_U=U)
+    J = w1_jacobian_columns(op, val, ctx.data_basis, p)  # (N, p·m')
     db = ctx.data_basis
     X = torch.cat([b.x, b.dirs.vecs if b.dirs.idx is None else torch.eye(40, dtype=F64)[b.dirs.idx]], 0).T
     V = X @ db.T
@@ -202,6 +210,6 @@ def test_exact_w1_jacobian_columns_equal_autograd(name):
     # the remaining channels are the hidden probes' tangents (W₂, W₃ only), as torch.func.jvp gives them
     one = torch.ones((), dtype=F64)
     for k, z in enumerate(zs):
-        z0 = dict(z, S=[torch.zeros(U.shape[1], db.rank, dtype=F64)] + z["S"][1:])
-        _, jvp = torch.func.jvp(lambda eps, z0=z0: e._residual(ctx, z0, eps)[0], (0 * one,), (one,))
+        z0 = dataclasses.replace(z, S=(torch.zeros(U.shape[1], db.rank, dtype=F64), *z.S[1:]))
+        _, jvp = torch.func.jvp(lambda eps, z0=z0: _res(e, ctx, z0, eps), (0 * one,), (one,))
         torch.testing.assert_close(op[2 * p + k].sum(-1) + val[2 * p + k], jvp, rtol=1e-10, atol=1e-8)

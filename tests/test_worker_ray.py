@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sdze_core.sdze import WorkerReport
+from sdze_core.engine import WorkerReport
 from sdze_core.solver import LocalExecutor, Solver, initial_horizon
 from sdze_core.spec import JobSpec
 from worker.actor import state_digest

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from sdze_core.config import RunConfig
-from sdze_core.sdze import WorkerReport
+from sdze_core.engine import WorkerReport
 from sdze_core.solver import Solver
 
 

@@ -32,7 +32,7 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from sdze_core.config import FIRST_ORDER_METHODS, RunConfig
-from sdze_core.sdze import WorkerReport
+from sdze_core.engine import WorkerReport
 from sdze_core.solver import StepResult
 
 from .actor import ReplicaWorker

@@ -1,0 +1,208 @@
+"""The SDZE zeroth-order engine (SPEC §2.2–2.5, §2.7): a dispatcher over probe strategies and update rules.
+
+One step t on worker w: ``evaluate(t, w)`` draws the step's common random numbers (``context``), regenerates the
+q perturbations Z_k from their seeds (``perturbation``) and measures them with the configured probe strategy —
+two-point, forward-mode, Gauss–Newton or dense — into a ``WorkerReport``. Then ``apply(t, reports)`` runs on
+every replica with the same (sorted) list and the configured update rule: subspace SGD, full-state SGD, dense
+SGD or Gauss–Newton. Replicas stay identical because ``apply`` is a deterministic function of the reports.
+docs/method.md walks one step through these modules in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..config import SolverConfig, ZOConfig
+from ..model import MLP
+from ..problems import Problem
+from ..residual import BatchSource, StepBatch
+from ..schedule import LinearDecay
+from ..subspace import DataBasis
+from ..taylor import LowRank
+from .bases import SubspaceLayer, draw_layers, fold, refresh_interval
+from .context import StepContext, StepData, build_context
+from .perturbation import Perturbation, draw_perturbation, perturbation_seed
+from .perturbed_forward import low_rank_terms
+from .probes_dense import evaluate_dense
+from .probes_forward import evaluate_forward
+from .probes_gauss_newton import evaluate_gauss_newton
+from .probes_two_point import evaluate_two_point
+from .report import WorkerReport
+from .sgd_scaling import normalised_deltas
+from .update_dense_sgd import apply_dense_sgd
+from .update_full_sgd import apply_full_state_sgd
+from .update_gauss_newton import apply_gauss_newton
+from .update_subspace_sgd import apply_subspace_sgd
+
+
+@dataclass
+class SDZEEngine:
+    """The state of one replica's zeroth-order optimiser; the model's tensors are updated in place.
+
+    layers:        subspace state per hidden weight matrix (bases U, V; pending C; momentum).
+    last_mom:      momentum of the output layer's h + 1 numbers (update "sgd").
+    rms2:          running mean of δ² (update "sgd").
+    refresh_index: how many times the bases were drawn; next_refresh: the step after which they are redrawn.
+    full_mom:      optimizer_state "full": one dense momentum matrix per hidden weight matrix.
+    """
+
+    problem: Problem
+    model: MLP
+    solver: SolverConfig
+    job_seed: int
+    schedule: LinearDecay
+    dtype: torch.dtype = torch.float32
+    device: str = "cpu"
+    layers: list[SubspaceLayer] = field(default_factory=list)
+    last_mom: Tensor | None = None
+    rms2: float = 0.0
+    refresh_index: int = 0
+    next_refresh: int = 0
+    full_mom: list[Tensor] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        cfg = self.cfg
+        if cfg.perturbation not in ("subspace", "full"):
+            raise ValueError(f"unknown perturbation {cfg.perturbation!r}")
+        if cfg.gradient == "forward" and cfg.perturbation == "full":
+            raise ValueError("forward-mode gradients need subspace perturbations")
+        if cfg.optimizer_state not in ("subspace", "full") or (cfg.optimizer_state == "full" and cfg.update != "sgd"):
+            raise ValueError("optimizer_state must be 'subspace' or 'full' (full: with update 'sgd')")
+        if cfg.w1_probes == "jacobian" and not (
+            cfg.update == "gn" and cfg.gradient == "forward" and cfg.w1_basis == "data"
+        ):
+            raise ValueError("w1_probes='jacobian' needs update='gn', gradient='forward' and w1_basis='data'")
+        self.batches = BatchSource(self.problem, self.solver, self.job_seed, self.dtype, self.device)
+        self.step_data = StepData(self.batches)
+        self.last_mom = torch.zeros(self.model.width + 1, dtype=self.dtype, device=self.device)
+        if cfg.perturbation == "subspace":
+            self.draw_bases()
+
+    @property
+    def cfg(self) -> ZOConfig:
+        return self.solver.zo
+
+    @property
+    def w1_exact(self) -> bool:
+        """W₁ by its exact Jacobian in the data basis (w1_probes "jacobian") instead of random probes."""
+        return self.cfg.w1_probes == "jacobian"
+
+    @property
+    def perturbs_output_layer(self) -> bool:
+        """Probes move the output layer only under update "sgd" ("gn" has its exact columns)."""
+        return self.cfg.update == "sgd"
+
+    # ----------------------------------------------------------------------------------------- bases
+    def draw_bases(self) -> None:
+        """Fold C into W and draw the bases of the next refresh; schedule the one after."""
+        self.fold()
+        self.layers = draw_layers(self.model, self.cfg, self.job_seed, self.refresh_index, self.dtype, self.device)
+        self.next_refresh += refresh_interval(self.cfg, self.refresh_index)
+        self.refresh_index += 1
+
+    def fold(self) -> None:
+        """Fold every pending C into W (W ← W + U C Vᵀ) without changing bases; exact-model export."""
+        fold(self.layers, self.model)
+
+    def lowrank_terms(self, x: Tensor) -> list[LowRank | None]:
+        """The pending W_eff − W = U C Vᵀ as low-rank terms for a plain forward at points x."""
+        return low_rank_terms(self.layers, None, None)
+
+    # ------------------------------------------------------------------------------- step inputs, probes
+    def make_batch(self, step: int, worker: int) -> StepBatch:
+        """Worker w's CRN batch of step t (cached: ``apply`` reuses what ``evaluate`` drew)."""
+        return self.step_data.batch(step, worker)
+
+    def context(self, batch: StepBatch, first: bool = True) -> StepContext:
+        return build_context(self.model, self.layers, self.step_data, batch, first)
+
+    def draw(self, step: int, worker: int, k: int, data_basis: DataBasis | None) -> Perturbation:
+        """Z_k of worker w at step t, regenerated from its seed (``data_basis``: the batch's, when W₁ is aligned)."""
+        m = self.model
+        return draw_perturbation(
+            perturbation_seed(self.job_seed, step, worker, k),
+            self.layers,
+            data_basis.rank if data_basis is not None else None,
+            w1_exact=self.w1_exact,
+            hidden_bias_shapes=[m.b[l].shape for l in range(m.depth - 1)] if self.cfg.perturb_hidden_bias else [],
+            width=m.width,
+            dtype=self.dtype,
+            device=self.device,
+        )
+
+    # ---------------------------------------------------------------------------------------- evaluate
+    @torch.no_grad()
+    def evaluate(self, step: int, worker: int = 0) -> WorkerReport:
+        """Measure this worker's q seeded probes on its own CRN batch."""
+        cfg = self.cfg
+        batch = self.make_batch(step, worker)
+        if cfg.perturbation == "full":
+            return evaluate_dense(self, step, worker, batch)
+        ctx = self.context(batch)
+        if cfg.update == "gn":
+            return evaluate_gauss_newton(self, step, worker, ctx)
+        if cfg.gradient == "forward":
+            return evaluate_forward(self, step, worker, ctx)
+        return evaluate_two_point(self, step, worker, ctx)
+
+    # ------------------------------------------------------------------------------------------- apply
+    @torch.no_grad()
+    def apply(self, step: int, reports: list[WorkerReport]) -> float:
+        """Apply the gathered reports of step t (identical on every replica). Returns the mean CRN loss."""
+        cfg = self.cfg
+        reports = sorted(reports, key=lambda r: r.worker)
+        if cfg.update == "gn":
+            apply_gauss_newton(self, step, reports)
+        else:
+            coef = normalised_deltas(self, step, reports)
+            lr = self.schedule(step)
+            if cfg.perturbation == "full":
+                apply_dense_sgd(self, step, reports, coef, lr)
+            elif cfg.optimizer_state == "full":
+                apply_full_state_sgd(self, step, reports, coef, lr)
+            else:
+                apply_subspace_sgd(self, step, reports, coef, lr)
+        if cfg.perturbation == "subspace" and step + 1 >= self.next_refresh:
+            self.draw_bases()
+        return sum(r.loss for r in reports) / len(reports)
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Tensor]:
+        sd: dict[str, Tensor] = {
+            "rms2": torch.tensor(self.rms2, dtype=torch.float64),
+            "refresh_index": torch.tensor(self.refresh_index),
+            "next_refresh": torch.tensor(self.next_refresh),
+            "last_mom": self.last_mom,
+        }
+        for l, lay in enumerate(self.layers):
+            sd[f"layer{l}.U"] = lay.U
+            sd[f"layer{l}.C"] = lay.C
+            sd[f"layer{l}.mom"] = lay.momentum
+            if lay.V is not None:
+                sd[f"layer{l}.V"] = lay.V
+        for l, M in enumerate(self.full_mom):
+            sd[f"full_mom{l}"] = M
+        return sd
+
+    def load_state_dict(self, sd: dict[str, Tensor]) -> None:
+        self.rms2 = float(sd["rms2"])
+        self.refresh_index = int(sd["refresh_index"])
+        self.next_refresh = int(sd["next_refresh"])
+        self.last_mom = sd["last_mom"].clone()
+        self.layers = []
+        l = 0
+        while f"layer{l}.U" in sd:
+            V = sd.get(f"layer{l}.V")
+            self.layers.append(
+                SubspaceLayer(
+                    sd[f"layer{l}.U"].clone(),
+                    None if V is None else V.clone(),
+                    sd[f"layer{l}.C"].clone(),
+                    sd[f"layer{l}.mom"].clone(),
+                )
+            )
+            l += 1
+        self.full_mom = [sd[f"full_mom{l}"].clone() for l in range(len(self.model.W)) if f"full_mom{l}" in sd]

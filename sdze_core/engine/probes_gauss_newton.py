@@ -1,0 +1,115 @@
+"""Gauss–Newton probes (update "gn"): each worker solves a small Levenberg–Marquardt problem on its batch.
+
+Columns P = [∂R/∂(w, b) | (J₁d₁) | J Z_1 … J Z_q] of the residual's Jacobian on this worker's batch:
+- the output layer's h+1 columns, exact (``probes_forward.last_layer_jacobian``);
+- with w1_probes "jacobian", one column for W₁: its exact Jacobian J₁ in the batch's data basis reduced to its own
+  damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R (the NLMS direction in the data span);
+- the hidden probes' columns J Z_k, by forward-mode tangents or by CRN two-point differences of the residuals.
+Then a = −(PᵀP + λ diag(PᵀP) + μI)⁻¹ PᵀR (``levenberg.levenberg_marquardt``), retried with λ ×10 while the step
+raises the batch's CRN loss (gn_backtracks); if no damping gives descent, the worker's step is zero.
+Only the scalars a_k, the h+1 output-layer coefficients and the p × m' W₁ coefficients a_W₁·d₁ leave the worker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..levenberg import levenberg_marquardt
+from .context import StepContext
+from .perturbation import Offset, Perturbation
+from .perturbed_forward import perturbed_residual
+from .probes_forward import last_layer_jacobian, residual_dual, w1_jacobian_columns
+from .report import WorkerReport
+
+if TYPE_CHECKING:
+    from .engine import SDZEEngine
+
+
+def jacobian_columns(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation]):
+    """(P (N, n) float64, R (N,) float64, d₁ (p·m',) or None, p): the LM problem of this worker's batch."""
+    cfg = engine.cfg
+    p, d1 = 0, None
+    problem = engine.problem
+    if engine.w1_exact:
+        U1 = engine.layers[0].U
+        p = U1.shape[1]
+        R0, phi, u, (op, val) = residual_dual(engine, ctx, zs, w1_U=U1)
+        Rd = op[2 * p :].sum(-1) + val[2 * p :]
+        J1 = w1_jacobian_columns(op, val, ctx.data_basis, p).double()
+        # one LM column for W₁: its own damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R; the joint solve then
+        # sets its length beside the output layer and the hidden probes
+        K = J1 @ J1.t()
+        delta = cfg.gn_damping * float(torch.diagonal(K).mean()) + 1e-30
+        y = torch.linalg.solve(K + delta * torch.eye(K.shape[0], dtype=K.dtype, device=K.device), R0.double())
+        d1 = -(J1.t() @ y)
+        cols = [last_layer_jacobian(problem, ctx.batch, phi, u), (-(K @ y)).unsqueeze(1).to(Rd.dtype), Rd.t()]
+    elif cfg.gradient == "forward":
+        R0, phi, u, Rd = residual_dual(engine, ctx, zs)
+        cols = [last_layer_jacobian(problem, ctx.batch, phi, u), Rd.t()]
+    else:
+        R0, phi, u = perturbed_residual(engine, ctx, None)
+        cols = [last_layer_jacobian(problem, ctx.batch, phi, u)]
+        for z in zs:
+            plus = perturbed_residual(engine, ctx, z.offset(cfg.eps, output_layer=False))[0]
+            minus = perturbed_residual(engine, ctx, z.offset(-cfg.eps, output_layer=False))[0]
+            cols.append(((plus - minus) / (2 * cfg.eps)).unsqueeze(1))
+    return torch.cat(cols, 1).double(), R0.double(), d1, p
+
+
+def step_offset(zs: list[Perturbation], last: Tensor, w1: Tensor | None, ap: Tensor, eta: float) -> Offset:
+    """The worker's own step η (Σ_k a_k Z_k + output-layer step + W₁ step) as an ``Offset``."""
+    subspace: list[Tensor | None] = []
+    for l in range(len(zs[0].S) if zs else 0):
+        A = sum((float(ap[k]) * eta) * z.S[l] for k, z in enumerate(zs) if z.S[l] is not None)
+        if l == 0 and w1 is not None:
+            A = A + eta * w1
+        subspace.append(None if isinstance(A, int) else A)  # int: no term at all (exact W₁ without a W₁ step)
+    hb = ()
+    if zs and zs[0].hidden_bias:
+        hb = tuple(
+            sum((float(ap[k]) * eta) * z.hidden_bias[l] for k, z in enumerate(zs))
+            for l in range(len(zs[0].hidden_bias))
+        )
+    return Offset(tuple(subspace), hb, eta * last)
+
+
+def evaluate_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepContext) -> WorkerReport:
+    """This worker's LM coefficients (probes a_k, output layer, W₁) with backtracking on its CRN loss."""
+    cfg = engine.cfg
+    zs = [engine.draw(step, worker, k, ctx.data_basis) for k in range(cfg.q)]
+    P, R, d1, p = jacobian_columns(engine, ctx, zs)
+    loss0 = float(R.square().mean())
+    h1 = engine.model.width + 1
+    n1 = h1 + (1 if p else 0)
+    eta = engine.schedule(step)
+    lam = cfg.gn_damping
+
+    def split(a: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:  # output layer, W₁ coefficients, probes
+        return a[:h1].to(engine.dtype), (a[h1] * d1).reshape(p, -1).to(engine.dtype) if p else None, a[n1:]
+
+    for _ in range(cfg.gn_backtracks + 1):
+        parts = split(levenberg_marquardt(P, R, lam))
+        if cfg.gn_backtracks == 0 or trial_loss(engine, ctx, zs, *parts, eta) < loss0:
+            break
+        lam *= 10.0  # Levenberg–Marquardt: a step that raises the CRN loss is retried more damped
+    else:
+        parts = split(P.new_zeros(P.shape[1]))  # no damping gave descent: skip this batch
+    last, w1, ap = parts
+    return WorkerReport(worker, [(k, float(ap[k])) for k in range(cfg.q)], loss0, last=last, w1=w1)
+
+
+def trial_loss(
+    engine: SDZEEngine,
+    ctx: StepContext,
+    zs: list[Perturbation],
+    last: Tensor,
+    w1: Tensor | None,
+    ap: Tensor,
+    eta: float,
+) -> float:
+    """mean_n R_n² on this worker's CRN batch after its own step (float64)."""
+    R = perturbed_residual(engine, ctx, step_offset(zs, last, w1, ap, eta))[0]
+    return float(R.double().square().mean())
