@@ -69,6 +69,11 @@ class ParabolicProblem:
         raise ValueError(f"unknown origin {self.x0!r}")
 
     @property
+    def order(self) -> int:
+        """Highest derivative order the jets carry (2: Laplacian / diffusion)."""
+        return 2
+
+    @property
     def input_dim(self) -> int:
         """The network's input dimension d + 1 (x then t)."""
         return self.dim + 1
