@@ -20,12 +20,18 @@ from .taylor import Jet, boundary_jet, jet_mul, operator_from_jet, output_jet
 
 @dataclass(frozen=True)
 class StepBatch:
-    """Points x (N, d), source f(x) (N,), directions, and the boundary factor's jet."""
+    """Points x (N, d), source f(x) (N,), directions, the boundary factor's jet, and the boundary values g(x).
+
+    For a user PDE with Dirichlet values g, ``f`` is the effective source f/a − L[g] and ``g`` (N,) is added
+    to the value of u = g + B·N (its derivatives are already in f), so the engine never differentiates g.
+    ``g`` is None when g ≡ 0 (every catalogue problem).
+    """
 
     x: Tensor
     f: Tensor
     dirs: Directions
     bjet: Jet
+    g: Tensor | None = None
 
 
 def make_batch(
@@ -48,8 +54,20 @@ def make_batch(
     if not with_source:
         return StepBatch(x, None, dirs, None)
     return StepBatch(
-        x, source_chunked(problem, x).to(dtype), dirs, boundary_jet(problem.boundary_poly, x, dirs, problem.order)
+        x,
+        source_chunked(problem, x).to(dtype),
+        dirs,
+        boundary_jet(problem.boundary_poly, x, dirs, problem.order),
+        boundary_chunked(problem, x, dtype),
     )
+
+
+def boundary_chunked(problem: Problem, x: Tensor, dtype, max_floats: int = 1 << 22) -> Tensor | None:
+    """g(x) in float64, then cast; None for problems whose boundary values are identically 0."""
+    if getattr(problem, "boundary_value", None) is None or getattr(problem, "g_zero", True):
+        return None
+    rows = max(1, max_floats // problem.dim)
+    return torch.cat([problem.boundary_value(xs.double()) for xs in x.split(rows)]).to(dtype)
 
 
 def source_chunked(problem: Problem, x: Tensor, max_floats: int = 1 << 22) -> Tensor:
@@ -97,8 +115,12 @@ class BatchSource:
 
 
 def u_jet(batch: StepBatch, phi: Jet, w: Tensor, b: Tensor) -> Jet:
-    """Jet of u = B·N from the last hidden layer's jet φ and the output layer (w, b)."""
-    return jet_mul(batch.bjet, output_jet(phi, w, b))
+    """Jet of u = g + B·N from the last hidden layer's jet φ and the output layer (w, b); g enters the value
+    only (its derivatives are in the effective source)."""
+    u = jet_mul(batch.bjet, output_jet(phi, w, b))
+    if batch.g is not None:
+        u[0] = u[0] + batch.g.unsqueeze(-1)
+    return u
 
 
 def residual(problem: Problem, batch: StepBatch, u: Jet) -> Tensor:

@@ -1,4 +1,4 @@
-"""Collocation and test points: x = r·g/|g|, g ~ N(0, I_d), r ~ U[lo, hi] (SPEC §3's radial law).
+"""Collocation and test points: x = r·g/|g|, g ~ N(0, I_d), r ~ U[lo, hi] (SPEC §3's radial law); uniform on cubes.
 
 Test sets are seeded and generated chunk by chunk: a 10^7-dimensional set is never materialized whole.
 """
@@ -16,7 +16,14 @@ from .seeds import derive, generator
 
 
 def sample_points(problem: Problem, n: int, gen: torch.Generator, dtype=torch.float32, device="cpu") -> Tensor:
-    """n points of the problem's domain, shape (n, d); the Gaussian draw is normalized in place."""
+    """n points of the problem's domain, shape (n, d); the Gaussian draw is normalized in place.
+
+    A cube (a user PDE's ``box`` = (low, high)) is sampled uniformly instead.
+    """
+    box = getattr(problem, "box", None)
+    if box is not None:
+        x = torch.rand(n, problem.dim, generator=gen, dtype=dtype, device=device)
+        return x.mul_(box[1] - box[0]).add_(box[0])
     x = torch.randn(n, problem.dim, generator=gen, dtype=dtype, device=device)
     lo, hi = problem.r_interval
     r = torch.rand(n, generator=gen, dtype=dtype, device=device) * (hi - lo) + lo

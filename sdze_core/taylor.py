@@ -152,8 +152,14 @@ def output_jet(phi: Jet, w: Tensor, b: Tensor) -> Jet:
     return out
 
 
-def boundary_jet(poly: tuple[float, float, float], x: Tensor, dirs, order: int) -> Jet:
-    """Jet of B(x + t v) for B = b0 + b1 s + b2 s², s(t) = |x|² + 2t x·v + t²|v|². Shapes (N, 1), (N, S)."""
+def boundary_jet(poly, x: Tensor, dirs, order: int) -> Jet:
+    """Jet of B(x + t v) for B = b0 + b1 s + b2 s², s(t) = |x|² + 2t x·v + t²|v|². Shapes (N, 1), (N, S).
+
+    ``poly`` is (b0, b1, b2) for radial factors, or an object with ``jet(x, dirs, order)`` for a non-radial B
+    (the cube's factor, ``pde.domain.CubeFactor``).
+    """
+    if not isinstance(poly, tuple):
+        return poly.jet(x, dirs, order)
     b0, b1, b2 = poly
     s0 = torch.linalg.vector_norm(x, dim=1, keepdim=True).square()  # no N×d temporary (4 GB at d = 10^7)
     xv = dirs.dot(x)
