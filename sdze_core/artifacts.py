@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-HISTORY_FIELDS = ("step", "train_s", "loss", "lr", "rel_l2", "aniso_ratio")
+HISTORY_FIELDS = ("step", "train_s", "loss", "lr", "rel_l2", "aniso_ratio", "val_residual")
 
 
 def write_json(path: Path, obj: dict) -> None:

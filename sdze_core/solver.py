@@ -21,10 +21,14 @@ from .config import FIRST_ORDER_METHODS, RunConfig
 from .engine import SDZEEngine, WorkerReport
 from .evaluation import evaluate
 from .model import MLP
+from .parabolic import solving as parabolic
+from .parabolic.evaluation import compose
+from .parabolic.problems import PARABOLIC_CATALOGUE, ParabolicProblem, make_parabolic_problem
 from .problems import Problem, make_problem
 from .sampling import TestSet
 from .schedule import LinearDecay
 from .seeds import derive
+from .validation import validation_residual
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -53,7 +57,9 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def build_problem(cfg: RunConfig, dtype: torch.dtype = torch.float64) -> Problem:
+def build_problem(cfg: RunConfig, dtype: torch.dtype = torch.float64) -> Problem | ParabolicProblem:
+    if cfg.problem.name in PARABOLIC_CATALOGUE:  # terminal-value problems on x̃ = (x, t) (parabolic/)
+        return make_parabolic_problem(cfg.problem.name, cfg.problem.dim)
     return make_problem(cfg.problem.name, cfg.problem.dim, seed=cfg.problem.seed, dtype=dtype)
 
 
@@ -76,7 +82,8 @@ class Solver:
         self.dtype = DTYPES[cfg.dtype]
         self.problem = build_problem(cfg)
         m = cfg.model
-        self.model = MLP.init(cfg.problem.dim, m.width, m.depth, derive(cfg.seed, "init"), self.dtype, self.device)
+        dim_in = self.problem.input_dim if self.parabolic else cfg.problem.dim  # parabolic: the network reads (x, t)
+        self.model = MLP.init(dim_in, m.width, m.depth, derive(cfg.seed, "init"), self.dtype, self.device)
         s = cfg.solver
         first_order = s.method in FIRST_ORDER_METHODS
         lr0 = s.adam.lr if first_order else s.zo.lr
@@ -84,6 +91,10 @@ class Solver:
         self.schedule = LinearDecay(lr0, initial_horizon(cfg), frac)
         cls = AdamEngine if first_order else SDZEEngine
         self.engine = cls(self.problem, self.model, s, cfg.seed, self.schedule, self.dtype, self.device)
+
+    @property
+    def parabolic(self) -> bool:
+        return isinstance(self.problem, ParabolicProblem)
 
     @property
     def zeroth_order(self) -> bool:
@@ -115,10 +126,21 @@ class Solver:
                 z = z + low[l].apply(h)
             h = torch.tanh(z)
         n = torch.addmm(m.b[-1], h, m.W[-1].detach().t())[:, 0]
+        if self.parabolic:
+            return compose(self.problem, x, n)  # u = g(x) + (T − t)·N(x, t) at x̃ = (x, t)
         return self.problem.boundary(x) * n
 
     def evaluate_test(self) -> dict[str, float]:
-        return evaluate(self.problem, self.predict, test_set(self.cfg, self.problem), self.dtype, self.device)
+        if self.parabolic:  # rel L2 and nulls where u* is known, the reference-point error where u(0, x₀) is
+            return parabolic.evaluate_solver(self)
+        return self._evaluate_stationary()
+
+    def _evaluate_stationary(self) -> dict[str, float]:
+        """Test accuracy (needs u*) and the held-out PDE residual (``validation``: never reads u*)."""
+        out = evaluate(self.problem, self.predict, test_set(self.cfg, self.problem), self.dtype, self.device)
+        low = self.engine.lowrank_terms(None) if self.zeroth_order else None
+        seed = derive(self.cfg.seed, "validation", self.cfg.problem.seed)
+        return {**out, **validation_residual(self.problem, self.model, low, seed, dtype=self.dtype, device=self.device)}
 
     def checksum(self) -> float:
         with torch.no_grad():
@@ -173,10 +195,10 @@ class Solver:
                 "dim": str(self.cfg.problem.dim),
                 "problem_seed": str(self.cfg.problem.seed),
                 "activation": "tanh",
-                "output": "u(x) = B(x) * N(x)",
+                "output": "u(x, t) = g(x) + (T - t) * N(x, t)" if self.parabolic else "u(x) = B(x) * N(x)",
             },
         )
-        write_samples(self, out_dir / "samples.npz")
+        (parabolic.write_samples if self.parabolic else write_samples)(self, out_dir / "samples.npz")
         return {"params": self.model.num_params()}
 
 

@@ -3,7 +3,14 @@
 Budget: ``solver.steps`` and/or ``solver.time_limit_s`` of *training* time (evaluation and checkpoint time
 are measured separately and excluded). With a time budget the learning-rate horizon is fixed once from
 the measured speed after ``WARMUP`` steps and checkpointed, so resumed runs replay the same schedule.
-Stops: budget reached, ``should_stop()`` true (cancelled), or a non-finite loss (diverged, with a reason).
+Stops: budget reached, ``should_stop()`` true (cancelled), or divergence (failed, with a reason): a non-finite
+loss, a training loss (running median of ``SMOOTH`` steps) ``RISE_FACTOR`` times above its lowest running median,
+or a held-out residual ``VAL_RISE_FACTOR`` times above the best one.
+
+Best state: every evaluation also measures the held-out PDE residual (``validation``: a fixed seeded batch, never
+the exact solution); the state with the lowest one is checkpointed beside the run's checkpoint, and the exported
+artifact is that best state. Metrics report the final state under the plain keys and the best one under best_*.
+Artifacts are all written before metrics.json, which is written last (the result is recorded from it).
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from .config import RunConfig
 from .solver import Executor, LocalExecutor, initial_horizon
 
 WARMUP = 20
+SMOOTH = 5  # steps in the running median of the training loss that the rise guard watches
+RISE_FACTOR = 1e4  # mean squared residual: four orders of magnitude above its lowest running median
+VAL_RISE_FACTOR = 1e2  # RMS held-out residual: the same four orders in squared terms
 
 
 class Diverged(RuntimeError):
-    """The loss or an update became NaN/inf."""
+    """The loss or an update became NaN/inf, or rose by orders of magnitude."""
 
 
 @dataclass
@@ -38,7 +48,9 @@ class Progress:
     rel_l2: float | None = None
     aniso_ratio: float | None = None
     eta_s: float | None = None
-    event: str = "step"  # "step" | "eval" | "checkpoint"
+    event: str = "step"  # "step" | "eval" | "checkpoint" | "done"
+    val_residual: float | None = None
+    counters: dict | None = None  # the engine's rejected/zeroed steps and backtracks, where it counts them
 
 
 @dataclass
@@ -50,6 +62,7 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
     comm_bytes: list[int] = field(default_factory=list)
+    loss_floor: float | None = None  # lowest running median of the training loss (the rise guard's reference)
 
 
 def peak_rss_bytes() -> int:
@@ -82,6 +95,7 @@ class Trainer:
         self.should_stop = should_stop or (lambda: False)
         self.progress_every_s = progress_every_s
         self.state = RunState()
+        self.best_dir = self.ckpt_dir.with_name(self.ckpt_dir.name + "_best")
         self.last_eval: dict[str, float] = {}
         self.best: dict[str, float] = {}
 
@@ -100,6 +114,9 @@ class Trainer:
         self.ex.load_checkpoint(self.ckpt_dir)
         st = json.loads(f.read_text())
         self.best = st.pop("best", {}) or {}
+        bf = self.best_dir / "best.json"  # the best state on disk may be newer than the run checkpoint
+        if bf.exists():
+            self.best = json.loads(bf.read_text())
         self.last_eval = st.pop("last_eval", {}) or {}
         self.state = RunState(**st)
         return True
@@ -121,15 +138,40 @@ class Trainer:
         self.ex.set_horizon(horizon)
         st.horizon_fixed = True
 
+    def _check_rise(self, loss: float) -> None:
+        """Fail when the running median of the training loss is RISE_FACTOR above its lowest value so far."""
+        st = self.state
+        recent = [r["loss"] for r in st.history[-SMOOTH:] if r.get("loss") is not None]
+        med = statistics.median(recent) if recent else loss
+        if st.loss_floor is not None and med > RISE_FACTOR * st.loss_floor:
+            raise Diverged(
+                f"training loss rose to {med:.3g} (median of the last {len(recent)} steps) at step {st.step}, "
+                f"{med / st.loss_floor:.3g}x its lowest running median {st.loss_floor:.3g}"
+            )
+        st.loss_floor = med if st.loss_floor is None else min(st.loss_floor, med)
+
     def _evaluate(self) -> dict[str, float]:
         t0 = time.perf_counter()
         m = self.ex.evaluate()
-        self.state.eval_s += time.perf_counter() - t0
         self.last_eval = m
-        if not self.best or m["rel_l2"] < self.best["rel_l2"]:
-            self.best = {"rel_l2": m["rel_l2"], "aniso_ratio": m["aniso_ratio"], "step": self.state.step}
         row = self.state.history[-1] if self.state.history else {"step": 0, "train_s": 0.0, "loss": None}
-        row.update(rel_l2=m["rel_l2"], aniso_ratio=m["aniso_ratio"])
+        row.update(rel_l2=m["rel_l2"], aniso_ratio=m["aniso_ratio"], val_residual=m.get("val_residual"))
+        v = m.get("val_residual")
+        best_v = self.best.get("val_residual", math.inf)
+        if v is not None and math.isfinite(v) and v < best_v:
+            self.ex.save_checkpoint(self.best_dir)
+            self.best = {
+                "val_residual": v,
+                "rel_l2": m["rel_l2"],
+                "aniso_ratio": m["aniso_ratio"],
+                "step": self.state.step,
+            }
+            write_json(self.best_dir / "best.json", self.best)
+        self.state.eval_s += time.perf_counter() - t0
+        if v is not None and (not math.isfinite(v) or v > VAL_RISE_FACTOR * best_v):
+            raise Diverged(
+                f"held-out residual {v:.3g} at step {self.state.step}, {VAL_RISE_FACTOR:g}x above the best {best_v:.3g}"
+            )
         return m
 
     def run(self) -> dict:
@@ -150,7 +192,7 @@ class Trainer:
                         "step": 0,
                         "train_s": 0.0,
                         "loss": None,
-                        **{k: self.last_eval[k] for k in ("rel_l2", "aniso_ratio")},
+                        **{k: self.last_eval.get(k) for k in ("rel_l2", "aniso_ratio", "val_residual")},
                     }
                 )
             while self._budget_left():
@@ -169,6 +211,7 @@ class Trainer:
                 st.step_times = st.step_times[-4096:]
                 st.comm_bytes = st.comm_bytes[-64:]
                 st.history.append({"step": st.step, "train_s": round(st.train_s, 4), "loss": res.loss})
+                self._check_rise(res.loss)
                 if not st.horizon_fixed and (st.step >= WARMUP or not self._budget_left()):
                     self._fix_horizon()
                 event = "step"
@@ -183,12 +226,29 @@ class Trainer:
                     self.progress(self._progress(res.loss, event))
         except (Diverged, FloatingPointError) as e:
             status, reason = "failed", f"diverged: {e}"
-        if status != "failed" and (not st.history or st.history[-1].get("rel_l2") is None):
-            self._evaluate()
+        if not st.history or st.history[-1].get("rel_l2") is None:
+            self._final_evaluate(status == "failed")
         metrics = self._finish(status, reason)
         if self.progress:
             self.progress(self._progress(st.history[-1].get("loss") or float("nan"), "done"))
         return metrics
+
+    def _final_evaluate(self, diverged: bool) -> None:
+        """Evaluate the final state. After a divergence its figures are what the run ended with (possibly
+        non-finite), never the last good evaluation's, which stays in the best_* keys."""
+        if not diverged:
+            self._evaluate()
+            return
+        try:
+            self._evaluate()
+        except Diverged:
+            pass  # the held-out residual confirms the divergence; its figures are already in last_eval
+        except Exception as e:  # non-finite weights can make evaluation itself fail
+            self.last_eval = {"rel_l2": float("nan"), "aniso_ratio": float("nan"), "eval_error": str(e)}
+
+    def _counters(self) -> dict | None:
+        fn = getattr(self.ex, "counters", None)
+        return dict(fn()) if callable(fn) else None
 
     def _progress(self, loss: float, event: str) -> Progress:
         st, s = self.state, self.cfg.solver
@@ -211,26 +271,50 @@ class Trainer:
             self.last_eval.get("aniso_ratio"),
             eta,
             event,
+            self.last_eval.get("val_residual"),
+            self._counters(),
         )
+
+    def _export(self, status: str) -> tuple[dict, str | None]:
+        """Export the best state by held-out residual (or the final one when it is the best, or none is known);
+        after a divergence only a best state that was reached before it."""
+        best_saved = bool(self.best) and (self.best_dir / "best.json").exists()
+        if best_saved and self.best.get("step") != self.state.step:
+            self.ex.load_checkpoint(self.best_dir)
+            return self.ex.export(self.out_dir), "best"
+        if status == "failed":
+            return {}, None
+        return self.ex.export(self.out_dir), "final"
 
     def _finish(self, status: str, reason: str | None) -> dict:
         cfg, st = self.cfg, self.state
-        info = self.ex.export(self.out_dir) if status != "failed" else {}
+        ev = self.last_eval
+        info, exported = self._export(status)
         comm = statistics.median(st.comm_bytes) if st.comm_bytes else 0
         params = info.get("params") or (self.ex.describe().get("params") if hasattr(self.ex, "describe") else None)
+        aniso = ev.get("aniso_ratio")
         metrics = {
             "status": status,
             "reason": reason,
+            "diverged": status == "failed" and (reason or "").startswith("diverged"),
             "method": cfg.solver.method,
             "problem": cfg.problem.name,
             "dim": cfg.problem.dim,
             "workers": cfg.workers,
-            "rel_l2": self.last_eval.get("rel_l2"),
-            "null_rel_l2": self.last_eval.get("null_rel_l2"),
-            "aniso_ratio": self.last_eval.get("aniso_ratio"),
+            # the final state's figures, also after a divergence (then possibly non-finite → null)
+            "rel_l2": ev.get("rel_l2"),
+            "null_rel_l2": ev.get("null_rel_l2"),
+            "aniso_ratio": aniso,
+            "above_null": None if aniso is None or not math.isfinite(aniso) else aniso > 1.0,
+            "val_residual": ev.get("val_residual"),
+            "val_points": ev.get("val_points"),
+            # the best state by held-out residual (what is exported), with its test accuracy where u* is known
+            "best_val_residual": self.best.get("val_residual"),
             "best_rel_l2": self.best.get("rel_l2"),
             "best_aniso_ratio": self.best.get("aniso_ratio"),
             "best_step": self.best.get("step"),
+            "exported_state": exported,
+            "counters": self._counters(),
             "steps_done": st.step,
             "wall_s": round(st.train_s, 3),
             "eval_s": round(st.eval_s, 3),
@@ -242,7 +326,8 @@ class Trainer:
             "test_points": cfg.eval.test_points,
             "final_loss": st.history[-1].get("loss") if st.history else None,
         }
-        write_json(self.out_dir / "metrics.json", metrics)
+        if aniso is not None and math.isfinite(aniso) and aniso > 1.0:
+            metrics["warning"] = f"final rel L2 is above the constant null (aniso_ratio {aniso:.3g})"
         write_history(self.out_dir / "history.csv", st.history)
         try:
             plot_history(
@@ -253,5 +338,6 @@ class Trainer:
             )
         except Exception as e:  # a plot must never fail a solve
             metrics["plot_error"] = str(e)
+        write_json(self.out_dir / "metrics.json", metrics)  # last: every other artifact is already in place
         self.ex.close()
         return metrics

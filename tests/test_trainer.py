@@ -159,3 +159,43 @@ def test_cli_solve_runs_a_spec_and_reports_bad_specs(tmp_path):
         timeout=120,
     )
     assert r.returncode != 0 and "problem.dim" in r.stderr
+
+
+def test_loss_rising_by_orders_of_magnitude_fails_and_exports_the_state_before_it(tmp_path):
+    # the published recipe at a rate 100x its default blows up within a few steps, all losses finite at first
+    spec = tiny_spec(method="sdze_published", lr=3.0, steps=60, eval={"test_points": 200, "every": 10})
+    m = Trainer(spec.to_config(), tmp_path).run()
+    assert m["status"] == "failed" and m["diverged"] and "rose" in m["reason"] and m["steps_done"] < 60
+    assert m["exported_state"] == "best" and m["best_step"] == 0 and (tmp_path / "model.safetensors").exists()
+    # the plain keys hold the diverged state's figures, not the last good evaluation's
+    assert m["rel_l2"] is None or m["rel_l2"] > 10 * m["best_rel_l2"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["diverged"] is True
+
+
+def test_exported_artifact_is_the_best_state_by_held_out_residual(tmp_path):
+    from sdze_core.seeds import derive
+    from sdze_core.validation import validation_residual
+
+    # Adam at 300x its default rate swings: the best held-out residual is not the final one
+    spec = tiny_spec(method="sdgd_adam", lr=0.3, steps=60, eval={"test_points": 200, "every": 10})
+    cfg = spec.to_config()
+    m = Trainer(cfg, tmp_path).run()
+    assert m["status"] == "succeeded" and m["exported_state"] == "best" and m["best_step"] not in (0, 60)
+    assert m["best_val_residual"] < m["val_residual"] and m["best_rel_l2"] != m["rel_l2"]
+    sol = load_solution(tmp_path)
+    seed = derive(cfg.seed, "validation", cfg.problem.seed)
+    v = validation_residual(sol.problem, sol.model, None, seed)["val_residual"]
+    assert math.isclose(v, m["best_val_residual"], rel_tol=1e-6)
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    vals = {int(r["step"]): float(r["val_residual"]) for r in rows if r["val_residual"]}
+    assert min(vals, key=vals.get) == m["best_step"]
+    # metrics.json is written last: every other artifact is in place before the result can be read
+    t = (tmp_path / "metrics.json").stat().st_mtime_ns
+    assert all((tmp_path / a).stat().st_mtime_ns <= t for a in ARTIFACTS)
+
+
+def test_final_rel_l2_above_the_null_is_flagged(tmp_path):
+    spec = tiny_spec(method="sdze", steps=1, eval={"test_points": 200, "every": 10})
+    m = Trainer(spec.to_config(), tmp_path).run()  # one step from a random init: still worse than the constant
+    assert m["status"] == "succeeded" and m["aniso_ratio"] > 1
+    assert m["above_null"] is True and "above the constant null" in m["warning"]

@@ -1,0 +1,88 @@
+"""The held-out residual: how well the network satisfies the PDE on a fixed seeded validation batch.
+
+Best-state keeping needs a yardstick that users of their own PDEs have, so it never reads the exact solution:
+
+    val_residual = sqrt(mean_n R_n²),   R_n = Δu(x_n) + F(u(x_n)) − f(x_n)   (or Δ²u for the biharmonic)
+
+at n seeded points (the same points at every evaluation; the boundary condition holds exactly by u = B·N, so
+there is no boundary term). Second-order operators use the exact z-space Laplacian (``zspace``: no sampling
+noise, cost O(h²d + n d h)); fourth-order ones a fixed seeded set of Gaussian directions (the same every time,
+so the yardstick is a deterministic function of the weights). Points are drawn and consumed a few rows at a time,
+so at d = 10^7 the batch is never held whole.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .model import MLP
+from .problems import Problem
+from .residual import make_batch, residual, u_jet
+from .sampling import sample_points
+from .seeds import derive, generator
+from .taylor import FirstLayer, LowRank, hidden_jet
+from .zspace import effective_layers, first_layer_gram, first_layer_z, laplacian_bn, z_directions
+
+MAX_POINTS = 256
+BIHARMONIC_DIRECTIONS = 16
+
+
+def validation_points(dim: int) -> int:
+    """n = 256, fewer at very high d (n·d ≤ 2^28 random numbers, at least 16 points)."""
+    return max(16, min(MAX_POINTS, (1 << 28) // dim))
+
+
+@torch.no_grad()
+def validation_residual(
+    problem: Problem,
+    model: MLP,
+    lowrank: list[LowRank | None] | None,
+    seed: int,
+    n: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+) -> dict[str, float]:
+    """{"val_residual": RMS residual, "val_points": n} of u = B·N(θ_eff) at the seeded points of ``seed``."""
+    n = n or validation_points(problem.dim)
+    if problem.order != 2:
+        return _fourth_order(problem, model, lowrank, seed, n, dtype, device)
+    low0 = lowrank[0] if lowrank else None
+    G = first_layer_gram(model.W[0].detach(), low0)
+    L, wgt = z_directions(G, "eig")
+    W, b = effective_layers(model, lowrank)
+    W, b = [w.double() for w in W], [c.double() for c in b]
+    w_out, b_out = model.W[-1].detach().double(), model.b[-1].detach().double()
+    rows = max(1, min(64, (1 << 22) // problem.dim))
+    ss, done, chunk = 0.0, 0, 0
+    while done < n:
+        m = min(rows, n - done)
+        x = sample_points(problem, m, generator(derive(seed, "validation", chunk), device), dtype, device)
+        z0, wx = first_layer_z(model, low0, x)
+        sq = torch.linalg.vector_norm(x, dim=1).double().square()
+        u, lap = laplacian_bn(
+            z0.double(), wx.double(), sq, L, wgt, W, b, w_out, b_out, problem.boundary_poly, problem.dim
+        )
+        R = lap + problem.nonlinearity(u) - problem.source(x.double())
+        ss += float(R.square().sum())
+        done += m
+        chunk += 1
+    return {"val_residual": math.sqrt(ss / n), "val_points": n}
+
+
+def _fourth_order(problem, model, lowrank, seed, n, dtype, device) -> dict[str, float]:
+    """Δ²u by the Gaussian estimator along fixed seeded directions (one batch: biharmonic problems are low-d)."""
+    batch = make_batch(
+        problem, n, "gauss", BIHARMONIC_DIRECTIONS, generator(derive(seed, "validation"), device), dtype, device
+    )
+    low = list(lowrank) if lowrank else [None] * (model.depth - 1)
+    if low[0] is not None and low[0].V is not None:
+        low[0] = LowRank(low[0].V, low[0].M, batch.x @ low[0].V, batch.dirs.project(low[0].V.t()))
+    first = FirstLayer.compute(model.W[0].detach(), model.b[0].detach(), batch.x, batch.dirs)
+    Ws = [w.detach() for w in model.W[1:-1]]
+    bs = [c.detach() for c in model.b[1:-1]]
+    phi = hidden_jet(first, Ws, bs, problem.order, low)
+    u = u_jet(batch, phi, model.W[-1].detach(), model.b[-1].detach())
+    R = residual(problem, batch, u).double()
+    return {"val_residual": math.sqrt(float(R.square().mean())), "val_points": n}
