@@ -102,3 +102,13 @@ def last_layer_jacobian(problem: ParabolicProblem, batch: pr.ParabolicBatch, phi
         feats.append(torch.cat([p, one], -1).movedim(-1, 0))  # (h+1, N, 1|S+1): channels lead
     lin = pr.linearization(problem, batch, u)
     return pr.apply_linearization(lin, pr.tangent_u_jet(batch, feats)).t()
+
+
+def batch_source(problem, solver, job_seed: int, dtype=torch.float32, device="cpu"):
+    """The engines' batch source for any problem: ``ParabolicBatchSource`` for a parabolic one, else the
+    stationary ``residual.BatchSource``."""
+    if isinstance(problem, ParabolicProblem):
+        return ParabolicBatchSource(problem, solver, job_seed, dtype, device)
+    from ..residual import BatchSource  # the stationary source (residual.py imports this package)
+
+    return BatchSource(problem, solver, job_seed, dtype, device)

@@ -1,0 +1,54 @@
+"""The parabolic side of a solve (``solver.Solver`` dispatches here): test set, metrics and samples.npz.
+
+Metrics are ``evaluation.evaluate``'s (rel L2 and both nulls where a closed form exists, the reference-point
+error where a reference value exists). samples.npz holds the first ``eval.sample_points`` test points with their
+time: ``t``, ``r`` = |x|, ``x`` (or ``x_head``, the first 8 coordinates, when the points are too many numbers),
+``u_pred``, ``g`` (the terminal-only null) and ``u_exact`` where a closed form exists — samples at many t, so
+a page can plot error against t.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..seeds import derive
+from .evaluation import evaluate
+from .problems import ParabolicProblem
+from .sampling import ParabolicTestSet
+
+
+def test_set(cfg, problem: ParabolicProblem) -> ParabolicTestSet:
+    """The run's seeded held-out set (the same seed rule as the stationary test set)."""
+    return ParabolicTestSet(
+        problem, cfg.eval.test_points, derive(cfg.seed, "testset", cfg.problem.seed), cfg.eval.chunk
+    )
+
+
+def evaluate_solver(solver) -> dict[str, float]:
+    return evaluate(solver.problem, solver.predict, test_set(solver.cfg, solver.problem), solver.dtype, solver.device)
+
+
+def write_samples(solver, path: Path, max_floats: int = 20_000_000, head: int = 8) -> None:
+    cfg, p = solver.cfg, solver.problem
+    ts = test_set(cfg, p)
+    n = min(cfg.eval.sample_points, ts.n)
+    full = n * p.input_dim <= max_floats
+    cols: dict[str, list] = {"x" if full else "x_head": [], "t": [], "r": [], "u_pred": [], "g": [], "u_exact": []}
+    got = 0
+    for xt in ts.chunks(torch.float64, solver.device):
+        xt = xt[: n - got]
+        got += xt.shape[0]
+        x, t = xt[:, : p.dim], xt[:, p.dim]
+        cols["x" if full else "x_head"].append((x if full else x[:, :head]).cpu().numpy())
+        cols["t"].append(t.cpu().numpy())
+        cols["r"].append(x.norm(dim=1).cpu().numpy())
+        cols["u_pred"].append(solver.predict(xt).double().cpu().numpy())
+        cols["g"].append(p.terminal.value(x).cpu().numpy())
+        if p.has_exact:
+            cols["u_exact"].append(p.u_exact(x, t).cpu().numpy())
+        if got >= n:
+            break
+    np.savez_compressed(path, **{k: np.concatenate(v) for k, v in cols.items() if v})
