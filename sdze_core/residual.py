@@ -12,6 +12,9 @@ import torch
 from torch import Tensor
 
 from .estimators import Directions, sample_directions
+from .parabolic.residual import ParabolicBatch
+from .parabolic.residual import residual as parabolic_residual
+from .parabolic.residual import u_jet as parabolic_u_jet
 from .problems import Problem
 from .sampling import sample_points
 from .seeds import derive, generator
@@ -117,6 +120,8 @@ class BatchSource:
 def u_jet(batch: StepBatch, phi: Jet, w: Tensor, b: Tensor) -> Jet:
     """Jet of u = g + B·N from the last hidden layer's jet φ and the output layer (w, b); g enters the value
     only (its derivatives are in the effective source)."""
+    if isinstance(batch, ParabolicBatch):  # terminal-value problems: u = g + (T − t)·N with g's own jets
+        return parabolic_u_jet(batch, output_jet(phi, w, b))
     u = jet_mul(batch.bjet, output_jet(phi, w, b))
     if batch.g is not None:
         u[0] = u[0] + batch.g.unsqueeze(-1)
@@ -125,6 +130,8 @@ def u_jet(batch: StepBatch, phi: Jet, w: Tensor, b: Tensor) -> Jet:
 
 def residual(problem: Problem, batch: StepBatch, u: Jet) -> Tensor:
     """R_n = Â[u](x_n) + F(u(x_n)) − f(x_n), shape (N,)."""
+    if isinstance(batch, ParabolicBatch):  # u_t + L u + F(u, ∇u, x, t) (parabolic/residual.py)
+        return parabolic_residual(problem, batch, u)
     return operator_from_jet(u, batch.dirs) + problem.nonlinearity(u[0][:, 0]) - batch.f
 
 

@@ -15,6 +15,8 @@ import math
 import torch
 from torch import Tensor
 
+from .parabolic.hooks import residual_tangents as parabolic_residual_tangents
+from .parabolic.problems import ParabolicProblem
 from .taylor import FirstLayer, Jet, LowRank, _add, tanh_jet
 
 
@@ -114,6 +116,8 @@ def residual_tangents(problem, batch, phi: Jet, phid: Jet, w: Tensor, u: Jet, sp
     With ``split``, returns (per-direction operator terms (q, N, S), value term (q, N)) whose sum over S plus
     the value term is Ṙ: the per-direction terms separate the contributions of each jet direction.
     """
+    if isinstance(problem, ParabolicProblem):  # u_t + L u + F(u, ∇u) = 0: its own exact linearization
+        return parabolic_residual_tangents(problem, batch, phi, phid, w, u, split)
     wv = w.reshape(-1)
     Nd = [None if c is None else c @ wv for c in phid]  # (q, N, 1) / (q, N, S)
     k = batch.dirs.order

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from ..parabolic import hooks as parabolic
 from ..problems import Problem
 from ..residual import StepBatch, residual, u_jet
 from ..subspace import DataBasis
@@ -85,6 +86,8 @@ def w1_jacobian_columns(op: Tensor, val: Tensor, basis: DataBasis, p: int) -> Te
 def last_layer_jacobian(problem: Problem, batch: StepBatch, phi: Jet, u: Jet) -> Tensor:
     """∂R/∂(w, b) of the output layer, (N, h+1), exact (R is affine in it up to F):
     J_nj = Â[B φ_j](x_n) + F'(u_n) B(x_n) φ_j(x_n), with φ_h ≡ 1 for the bias."""
+    if isinstance(problem, parabolic.ParabolicProblem):  # linearization of u_t + L u + F(u, ∇u) (parabolic/)
+        return parabolic.last_layer_jacobian(problem, batch, phi, u)
     dirs, k = batch.dirs, problem.order
     feats = [
         None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from ..estimators import sample_directions
+from ..parabolic import hooks as parabolic
 from ..residual import StepBatch
 from ..seeds import derive, generator
 from ..taylor import FirstLayer, boundary_jet
@@ -53,6 +54,8 @@ def redrawn_directions(engine: SDZEEngine, batch: StepBatch, step: int, worker: 
     """The batch's points with fresh directions from seed(job, "xi", t, w, k, sign) (no-CRN ablation)."""
     s, problem = engine.solver, engine.problem
     gen = generator(derive(engine.job_seed, "xi", step, worker, k, sign), engine.device)
+    if isinstance(problem, parabolic.ParabolicProblem):
+        return parabolic.redraw_directions(problem, batch, s, gen)
     dirs = sample_directions(s.estimator, problem.dim, s.samples, problem.order, gen, engine.dtype, engine.device)
     return StepBatch(batch.x, batch.f, dirs, boundary_jet(problem.boundary_poly, batch.x, dirs, problem.order))
 
