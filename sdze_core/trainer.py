@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .artifacts import plot_history, write_history, write_json
 from .config import RunConfig
+from .parabolic.evaluation import EXTRA_METRICS
 from .solver import Executor, LocalExecutor, initial_horizon
 
 WARMUP = 20
@@ -164,6 +165,7 @@ class Trainer:
                 "val_residual": v,
                 "rel_l2": m["rel_l2"],
                 "aniso_ratio": m["aniso_ratio"],
+                "ref_rel_error": m.get("ref_rel_error"),  # terminal-value problems with a point reference
                 "step": self.state.step,
             }
             write_json(self.best_dir / "best.json", self.best)
@@ -313,6 +315,9 @@ class Trainer:
             "best_rel_l2": self.best.get("rel_l2"),
             "best_aniso_ratio": self.best.get("aniso_ratio"),
             "best_step": self.best.get("step"),
+            "best_ref_rel_error": self.best.get("ref_rel_error"),
+            # terminal-value problems (parabolic/): reference-point error, terminal-only null, best constant K
+            **{k: ev[k] for k in EXTRA_METRICS if k in ev},
             "exported_state": exported,
             "counters": self._counters(),
             "steps_done": st.step,

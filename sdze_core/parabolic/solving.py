@@ -18,6 +18,7 @@ from ..seeds import derive
 from .evaluation import evaluate
 from .problems import ParabolicProblem
 from .sampling import ParabolicTestSet
+from .validation import validation_residual
 
 
 def test_set(cfg, problem: ParabolicProblem) -> ParabolicTestSet:
@@ -27,8 +28,16 @@ def test_set(cfg, problem: ParabolicProblem) -> ParabolicTestSet:
     )
 
 
-def evaluate_solver(solver) -> dict[str, float]:
-    return evaluate(solver.problem, solver.predict, test_set(solver.cfg, solver.problem), solver.dtype, solver.device)
+def evaluate_solver(solver) -> dict[str, float | None]:
+    """Test-set and reference-point metrics plus the held-out residual. Keys the trainer reads for every problem
+    (rel_l2, null_rel_l2, aniso_ratio) are None where there is no closed form."""
+    p, cfg = solver.problem, solver.cfg
+    out: dict[str, float | None] = {"rel_l2": None, "null_rel_l2": None, "aniso_ratio": None}
+    out.update(evaluate(p, solver.predict, test_set(cfg, p), solver.dtype, solver.device))
+    low = solver.engine.lowrank_terms(None) if solver.zeroth_order else None
+    seed = derive(cfg.seed, "validation", cfg.problem.seed)
+    out.update(validation_residual(p, solver.model, low, seed, dtype=solver.dtype, device=solver.device))
+    return out
 
 
 def write_samples(solver, path: Path, max_floats: int = 20_000_000, head: int = 8) -> None:
