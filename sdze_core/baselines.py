@@ -18,6 +18,8 @@ from .residual import BatchSource, residual, u_jet
 from .schedule import LinearDecay
 from .taylor import FirstLayer, hidden_jet
 
+ADAM_BETAS = (0.9, 0.999)  # Adam's defaults, as in the reference papers' first-order baselines
+
 
 @dataclass
 class AdamEngine:
@@ -35,7 +37,7 @@ class AdamEngine:
             p.requires_grad_(True)
         self.batches = BatchSource(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         a = self.solver.adam
-        self.opt = torch.optim.Adam(self.model.params(), lr=a.lr, betas=a.betas)
+        self.opt = torch.optim.Adam(self.model.params(), lr=a.lr, betas=ADAM_BETAS)
 
     def step(self, step: int) -> float:
         """One Adam step on the CRN batch of step t (worker 0); returns the batch loss before the update."""

@@ -24,45 +24,82 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ZOConfig:
-    """The zeroth-order engine's knobs (SPEC §2.2–2.4, §2.7).
+    """The zeroth-order engine's knobs (SPEC §2.2–2.4, §2.7); meanings and ranges in ``knobs.KNOBS``.
 
-    gradient: "two_point" (δ = [L(θ+εZ) − L(θ−εZ)]/2ε) or "forward" (δ = exact JVP of L along Z).
-    perturbation: "subspace" (per-layer U S Vᵀ) or "full" (dense Gaussian on every parameter, MeZO).
-    w1_basis: "random" (QR of a Gaussian, refreshed on the lazy schedule) or "data" (span of the batch).
-    update: "sgd" (momentum SGD on RMS-normalised δ) or "gn" (subspace Gauss–Newton: per-point Jacobian
-    columns of the probes plus the exact output-layer columns, Levenberg–Marquardt solve per batch).
+    No field has a default: a ZOConfig is always a method's complete preset (``PRESETS``) with the spec's
+    overrides applied (``build.solver_config``).
     """
 
-    update: str = "sgd"
-    q: int = 8
-    eps: float = 1e-3
-    gradient: str = "two_point"
-    crns: bool = True
-    perturbation: str = "subspace"
-    rank: int = 4
-    w1_basis: str = "random"
-    w1_rank_out: int = 4
-    w1_probes: str = "random"
-    refresh_every: int = 1
-    refresh_growth: float = 1.0
-    refresh_max: int = 1000
-    perturb_hidden_bias: bool = False
-    lr: float = 3e-2
-    lr_last_mult: float = 3.0
-    lr_final_frac: float = 0.0
-    momentum: float = 0.9
-    optimizer_state: str = "subspace"
-    rms_beta: float = 0.99
-    clip: float = 5.0
-    gn_damping: float = 1e-1
-    gn_backtracks: int = 0
+    update: str
+    q: int
+    eps: float
+    gradient: str
+    crns: bool
+    perturbation: str
+    rank: int
+    w1_basis: str
+    w1_rank_out: int
+    w1_probes: str
+    refresh_every: int
+    refresh_growth: float
+    refresh_max: int
+    perturb_hidden_bias: bool
+    lr: float
+    lr_last_mult: float
+    lr_final_frac: float
+    momentum: float
+    optimizer_state: str
+    rms_beta: float
+    clip: float
+    gn_damping: float
+    gn_backtracks: int
 
 
 @dataclass(frozen=True)
 class AdamConfig:
-    lr: float = 1e-3
-    lr_final_frac: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
+    """The first-order baselines' knobs (Adam's betas are fixed: ``baselines.ADAM_BETAS``)."""
+
+    lr: float
+    lr_final_frac: float
+
+
+# Every method's complete preset. The default of "sdze" is the best-measured backprop-free variant
+# (docs/benchmarks.md): subspace Gauss–Newton with the exact W₁ Jacobian; the published recipe stays reachable as
+# "sdze_published" (random subspaces, CRNS, lazy annealed refresh).
+# fmt: off
+PRESETS: dict[str, ZOConfig | AdamConfig] = {
+    "sdze": ZOConfig(
+        update="gn", q=8, eps=1e-3, gradient="forward", crns=True, perturbation="subspace",
+        rank=4, w1_basis="data", w1_rank_out=2, w1_probes="jacobian",
+        refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
+        lr=0.5, lr_last_mult=3.0, lr_final_frac=0.1, momentum=0.9, optimizer_state="subspace",
+        rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_backtracks=6,
+    ),
+    "sdze_published": ZOConfig(
+        update="sgd", q=8, eps=1e-3, gradient="two_point", crns=True, perturbation="subspace",
+        rank=4, w1_basis="random", w1_rank_out=4, w1_probes="random",
+        refresh_every=10, refresh_growth=1.1, refresh_max=200, perturb_hidden_bias=False,
+        lr=3e-2, lr_last_mult=3.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
+        rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_backtracks=0,
+    ),
+    "sdze_no_crns": ZOConfig(
+        update="sgd", q=8, eps=1e-3, gradient="two_point", crns=False, perturbation="subspace",
+        rank=4, w1_basis="random", w1_rank_out=4, w1_probes="random",
+        refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
+        lr=3e-2, lr_last_mult=3.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
+        rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_backtracks=0,
+    ),
+    "zo_full": ZOConfig(
+        update="sgd", q=8, eps=1e-3, gradient="two_point", crns=True, perturbation="full",
+        rank=4, w1_basis="random", w1_rank_out=4, w1_probes="random",
+        refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
+        lr=1e-3, lr_last_mult=1.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
+        rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_backtracks=0,
+    ),
+    "sdgd_adam": AdamConfig(lr=1e-3, lr_final_frac=0.0),
+    "hte_adam": AdamConfig(lr=1e-3, lr_final_frac=0.0),
+}
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -74,8 +111,8 @@ class SolverConfig:
     estimator: str = "sdgd"
     samples: int = 16
     lr_decay_steps: int | None = None  # fixed decay horizon; None: the run's steps or its estimated budget
-    zo: ZOConfig = ZOConfig()
-    adam: AdamConfig = AdamConfig()
+    zo: ZOConfig = PRESETS["sdze"]  # used by the zeroth-order methods
+    adam: AdamConfig = PRESETS["sdgd_adam"]  # used by the first-order methods
 
 
 @dataclass(frozen=True)

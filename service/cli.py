@@ -24,8 +24,15 @@ def _load_spec(path: str):
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as e:
-        lines = [f"  {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in e.errors()]
-        sys.exit("error: invalid spec:\n" + "\n".join(lines))
+        sys.exit(f"error: invalid spec {path}: {spec_errors_line(e.errors())}")
+
+
+def spec_errors_line(errors: list[dict]) -> str:
+    """All validation errors on one line; a conflict that names several fields is printed once with all of them."""
+    by_msg: dict[str, list[str]] = {}
+    for err in errors:
+        by_msg.setdefault(err["msg"], []).append(".".join(str(p) for p in err["loc"]) or "(root)")
+    return "; ".join(f"{', '.join(fields)}: {msg}" for msg, fields in by_msg.items())
 
 
 def _progress_bar(total: int | None):

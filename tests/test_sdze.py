@@ -140,7 +140,9 @@ def test_published_variant_and_ablations_are_reachable_from_a_spec():
     assert tiny_spec(method="zo_full").to_config().solver.zo.perturbation == "full"
     default = tiny_spec(method="sdze").to_config().solver.zo
     assert (default.w1_basis, default.update, default.gradient) == ("data", "gn", "forward")
-    mixed = tiny_spec(method="sdze", w1_basis="random", gradient="two_point").to_config().solver.zo
+    with pytest.raises(ValueError, match="w1_probes"):  # the preset's exact W₁ needs what the override turns off
+        tiny_spec(method="sdze", w1_basis="random", gradient="two_point")
+    mixed = tiny_spec(method="sdze", w1_basis="random", gradient="two_point", w1_probes="random").to_config().solver.zo
     assert (mixed.w1_basis, mixed.gradient, mixed.w1_probes) == ("random", "two_point", "random")
     assert default.w1_probes == "jacobian"
     old_default = tiny_spec(method="sdze", w1_probes="random", w1_rank_out=8, gn_backtracks=0).to_config().solver.zo

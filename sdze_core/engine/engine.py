@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..build import ConfigConflict, zo_conflicts
 from ..config import SolverConfig, ZOConfig
 from ..model import MLP
 from ..problems import Problem
@@ -65,16 +66,9 @@ class SDZEEngine:
 
     def __post_init__(self) -> None:
         cfg = self.cfg
-        if cfg.perturbation not in ("subspace", "full"):
-            raise ValueError(f"unknown perturbation {cfg.perturbation!r}")
-        if cfg.gradient == "forward" and cfg.perturbation == "full":
-            raise ValueError("forward-mode gradients need subspace perturbations")
-        if cfg.optimizer_state not in ("subspace", "full") or (cfg.optimizer_state == "full" and cfg.update != "sgd"):
-            raise ValueError("optimizer_state must be 'subspace' or 'full' (full: with update 'sgd')")
-        if cfg.w1_probes == "jacobian" and not (
-            cfg.update == "gn" and cfg.gradient == "forward" and cfg.w1_basis == "data"
-        ):
-            raise ValueError("w1_probes='jacobian' needs update='gn', gradient='forward' and w1_basis='data'")
+        found = zo_conflicts(cfg)  # the same check a spec passes at submit (build.py)
+        if found:
+            raise ConfigConflict(found)
         self.batches = BatchSource(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         self.step_data = StepData(self.batches)
         self.last_mom = torch.zeros(self.model.width + 1, dtype=self.dtype, device=self.device)

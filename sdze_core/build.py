@@ -1,0 +1,172 @@
+"""The one place a job spec becomes a ``RunConfig``, and the one place option combinations are checked.
+
+``solver_config`` starts from the method's complete preset (``config.PRESETS``) and applies the knobs the spec
+sets; nothing is switched behind the user's back. ``conflicts`` lists every impossible or meaningless
+combination of the resolved configuration, naming the spec fields involved. ``JobSpec`` runs both while it is
+validated, so the CLI (``sdze solve``) and REST (``POST /v1/jobs``, 422) refuse a bad combination before a job
+exists, and the engine re-checks its own part (``zo_conflicts``) when it is built from a config directly.
+
+Decision on ``w1_probes``: the sdze preset asks for the exact W₁ Jacobian, which needs update "gn", gradient
+"forward" and w1_basis "data". Overriding one of those without also setting ``w1_probes: "random"`` is a
+conflict (422 naming both fields), not a silent switch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config import (
+    FIRST_ORDER_METHODS,
+    PRESETS,
+    EvalConfig,
+    ModelConfig,
+    ProblemConfig,
+    RunConfig,
+    SolverConfig,
+    ZOConfig,
+)
+from .knobs import ADAM_KNOBS, KNOBS
+from .problems import CATALOGUE
+
+if TYPE_CHECKING:
+    from .spec import JobSpec
+
+RUN_KNOBS = tuple(k.name for k in KNOBS if not k.preset)
+PRESET_KNOBS = tuple(k.name for k in KNOBS if k.preset)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An impossible or meaningless combination: the knobs involved (solver field names or dotted paths)."""
+
+    fields: tuple[str, ...]
+    msg: str
+
+
+class ConfigConflict(ValueError):
+    """A configuration that cannot run as asked; ``conflicts`` names the fields."""
+
+    def __init__(self, conflicts: list[Conflict]):
+        self.conflicts = conflicts
+        super().__init__("; ".join(f"{', '.join(c.fields)}: {c.msg}" for c in conflicts))
+
+
+def is_biharmonic(problem_name: str) -> bool:
+    return CATALOGUE[problem_name][2] == "biharmonic"
+
+
+def solver_config(solver, problem_name: str) -> SolverConfig:
+    """``SolverSpec`` → ``SolverConfig``: the method's preset with every knob the spec sets (not None)."""
+    s = solver
+    preset = PRESETS[s.method]
+    overrides = {k: getattr(s, k) for k in PRESET_KNOBS if getattr(s, k) is not None}
+    if s.method in FIRST_ORDER_METHODS:
+        adam = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if k in ADAM_KNOBS})
+        zo = PRESETS["sdze"]  # not read by a first-order method
+    else:
+        zo = dataclasses.replace(preset, **overrides)
+        adam = PRESETS["sdgd_adam"]  # not read by a zeroth-order method
+    estimator = s.estimator or (
+        "gauss" if is_biharmonic(problem_name) else ("hte" if s.method == "hte_adam" else "sdgd")
+    )
+    return SolverConfig(
+        method=s.method,
+        steps=s.steps,
+        time_limit_s=s.time_limit_s,
+        batch_size=s.batch_size,
+        estimator=estimator,
+        samples=s.samples,
+        lr_decay_steps=s.lr_decay_steps,
+        zo=zo,
+        adam=adam,
+    )
+
+
+def run_config(spec: JobSpec) -> RunConfig:
+    """The full run configuration of a validated spec (no checks: see ``conflicts``)."""
+    return RunConfig(
+        problem=ProblemConfig(spec.problem.name, spec.problem.dim, spec.problem.seed),
+        model=ModelConfig(spec.model.width, spec.model.depth),
+        solver=solver_config(spec.solver, spec.problem.name),
+        eval=EvalConfig(spec.eval.test_points, spec.eval.every, sample_points=spec.eval.sample_points),
+        seed=spec.seed,
+        dtype=spec.dtype,
+        checkpoint_every=spec.checkpoint_every,
+        workers=spec.resources.workers,
+    )
+
+
+def zo_conflicts(zo: ZOConfig) -> list[Conflict]:
+    """Combinations of zeroth-order knobs the engine cannot run (field names are ``solver`` fields)."""
+    out: list[Conflict] = []
+    if zo.perturbation == "full":
+        if zo.gradient == "forward":
+            out.append(Conflict(("perturbation", "gradient"), "forward-mode gradients need perturbation 'subspace'"))
+        if zo.update == "gn":
+            out.append(Conflict(("perturbation", "update"), "update 'gn' needs perturbation 'subspace'"))
+        if zo.optimizer_state == "full":
+            out.append(
+                Conflict(("perturbation", "optimizer_state"), "optimizer_state 'full' needs perturbation 'subspace'")
+            )
+    if zo.optimizer_state == "full" and zo.update != "sgd":
+        out.append(
+            Conflict(("optimizer_state", "update"), f"optimizer_state 'full' needs update 'sgd', not {zo.update!r}")
+        )
+    if zo.w1_probes == "jacobian":
+        wrong = [
+            (name, want, getattr(zo, name))
+            for name, want in (("update", "gn"), ("gradient", "forward"), ("w1_basis", "data"))
+            if getattr(zo, name) != want
+        ]
+        if wrong:
+            got = ", ".join(f"{n} is {v!r}" for n, _, v in wrong)
+            out.append(
+                Conflict(
+                    ("w1_probes", *(n for n, _, _ in wrong)),
+                    f"w1_probes 'jacobian' needs update 'gn', gradient 'forward' and w1_basis 'data' ({got}); "
+                    "set w1_probes 'random' to probe W₁ randomly",
+                )
+            )
+    two_point_sgd = zo.update == "sgd" and zo.gradient == "two_point" and zo.perturbation == "subspace"
+    if not zo.crns and two_point_sgd and zo.w1_basis == "data":
+        out.append(
+            Conflict(
+                ("crns", "w1_basis"),
+                "crns false redraws each evaluation's directions, but the data-aligned W₁ basis is the step's own; "
+                "use w1_basis 'random'",
+            )
+        )
+    return out
+
+
+def conflicts(cfg: RunConfig, given: set[str] | None = None) -> list[Conflict]:
+    """Every conflict of a resolved configuration. ``given``: the solver fields the spec set explicitly (knobs a
+    method ignores are refused only when given); ``None`` treats every knob as given."""
+    s = cfg.solver
+    out: list[Conflict] = []
+    if s.steps is None and s.time_limit_s is None:
+        out.append(Conflict(("steps", "time_limit_s"), "set steps, time_limit_s, or both"))
+    if s.method in FIRST_ORDER_METHODS:
+        ignored = [k for k in PRESET_KNOBS if k not in ADAM_KNOBS and (given is None or k in given)]
+        if given is not None and ignored:
+            out.append(
+                Conflict(
+                    tuple(ignored),
+                    f"method {s.method!r} is a first-order baseline (autograd + Adam) and ignores zeroth-order knobs",
+                )
+            )
+        if cfg.workers > 1:
+            out.append(
+                Conflict(
+                    ("method", "resources.workers"),
+                    f"method {s.method!r} (first-order) runs on one worker; multi-worker runs exchange seeds and "
+                    "scalars and are for the zeroth-order methods",
+                )
+            )
+    else:
+        out.extend(zo_conflicts(s.zo))
+    if is_biharmonic(cfg.problem.name) and s.estimator != "gauss":
+        out.append(Conflict(("estimator", "problem.name"), "the biharmonic operator needs estimator 'gauss'"))
+    return out
