@@ -1,8 +1,8 @@
 """Source-term cost: hand-written closed form vs the compiled PDE language (given and derived source).
 
 Times ``residual.source_chunked`` (what a training step calls: float64, rows chunked to 2^22 numbers) of
-each catalogue problem built three ways, at the dimensions given, N points; median of ``--reps`` runs after
-one warm-up. Prints a Markdown table and writes JSON beside it.
+each catalogue problem built three ways, at the dimensions given, N points; median of ``--reps`` interleaved
+runs after one warm-up each. Prints a Markdown table and writes JSON beside it.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_pde.py --dims 1000000 --n 100 --reps 5 --out docs/bench_pde.json
 """
@@ -25,14 +25,18 @@ from sdze_core.residual import source_chunked
 from sdze_core.sampling import sample_points
 
 
-def _time(fn, reps: int) -> float:
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
+def _time_interleaved(fns: dict, reps: int) -> dict[str, float]:
+    """Median seconds of each function; runs are interleaved (a, b, c, a, b, c, …) after one warm-up each,
+    so that load from other processes on a shared machine falls on all of them alike."""
+    for fn in fns.values():
         fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in ts.items()}
 
 
 def main() -> None:
@@ -51,19 +55,22 @@ def main() -> None:
             x = sample_points(hand, a.n, torch.Generator().manual_seed(0), torch.float32)
             fh = source_chunked(hand, x)
             fc = source_chunked(comp, x)
+            fns = {
+                "hand_s": lambda p=hand, x=x: source_chunked(p, x),
+                "compiled_s": lambda p=comp, x=x: source_chunked(p, x),
+            }
             row = {
                 "problem": name,
                 "d": d,
                 "n": a.n,
-                "hand_s": _time(lambda h=hand, x=x: source_chunked(h, x), a.reps),
-                "compiled_s": _time(lambda c=comp, x=x: source_chunked(c, x), a.reps),
                 "compiled_max_rel_diff": float(((fc - fh).abs() / fh.abs().clamp_min(1e-300)).max()),
             }
             if comp.order == 2:
                 der = problem_from_spec(catalogue_spec(name, d, seed=0, with_source=False))
                 fd = source_chunked(der, x)
-                row["derived_s"] = _time(lambda p=der, x=x: source_chunked(p, x), a.reps)
+                fns["derived_s"] = lambda p=der, x=x: source_chunked(p, x)
                 row["derived_max_rel_diff"] = float(((fd - fh).abs() / fh.abs().clamp_min(1e-300)).max())
+            row.update(_time_interleaved(fns, a.reps))
             rows.append(row)
             print(json.dumps(row), flush=True)
     meta = {

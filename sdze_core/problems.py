@@ -78,6 +78,19 @@ class Problem:
         s = torch.linalg.vector_norm(x, dim=-1).square()  # no N×d temporary
         return b0 + b1 * s + b2 * s * s
 
+    # the user-PDE interface (sdze_core.pde.problem.PdeProblem): catalogue problems have g ≡ 0 and u*
+    has_exact = True
+    g_zero = True
+    box = None
+
+    def boundary_value(self, x: Tensor) -> Tensor:
+        """Dirichlet values g(x) ≡ 0, shape (N,)."""
+        return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+
+    def ansatz(self, x: Tensor, n: Tensor) -> Tensor:
+        """u = g + B·N = B(x)·N(x) from the network output n (N,)."""
+        return self.boundary(x).to(n.dtype) * n
+
     # -- core functions and their Euler/Laplace derivatives (all shape (N,)) -----------------------------
     def _core(self, x: Tensor, block: int | None = None) -> dict[str, Tensor]:
         """Sums over the coupling terms, taken in blocks of ``block`` terms: each block's temporaries stay
@@ -202,3 +215,18 @@ def make_problem(
     if c.shape != (n_c,):
         raise ValueError(f"{name} at d={d} needs {n_c} coefficients, got {tuple(c.shape)}")
     return Problem(name, d, body, domain, operator, c.to(dtype))
+
+
+def build_problem(name: str, dim: int, seed: int = 0, pde: str | None = None, dtype: torch.dtype = torch.float64):
+    """The problem a job solves: a catalogue name (hand-written closed forms: the fast path, docs/pde.md), or
+    a user PDE given as the canonical JSON of its §3.1 form (``pde``; compiled by ``sdze_core.pde``)."""
+    if pde is None:
+        return make_problem(name, dim, seed=seed, dtype=dtype)
+    import json
+
+    from .pde.problem import problem_from_spec
+
+    spec = json.loads(pde)
+    if spec.get("dim") != dim:
+        raise ValueError(f"problem.dim {dim} differs from the PDE's dim {spec.get('dim')}")
+    return problem_from_spec(spec, dtype)

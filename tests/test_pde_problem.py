@@ -237,3 +237,62 @@ def test_problem_level_errors_name_the_field():
         problem_from_spec({**base, "exact": "(1 - norm2(x)) * x[12]"})
     with pytest.raises(PdeError, match=r"window of this reduction is empty"):
         problem_from_spec({**catalogue_spec("sine_gordon_two_body", 3), "exact": "(1-norm2(x))*sum(x[i-2]*x[i+1], i)"})
+
+
+def test_residual_metrics_without_exact_solution():
+    """Held-out residual (exact directions at small d) = the autograd PDE residual; boundary error ≈ 0."""
+    from sdze_core.pde.metrics import residual_metrics
+    from sdze_core.sampling import TestSet
+    from sdze_core.seeds import derive
+
+    d = 5
+    spec = {
+        "dim": d,
+        "domain": {"kind": "cube", "low": -1, "high": 1},
+        "pde": {"operator": {"laplacian": 1.0}, "reaction": "u^3", "source": "cos(x[0]) + sum(x[i]*x[i+1], i)"},
+        "boundary": "1 + x[1]^2",
+    }
+    p = problem_from_spec(spec)
+    m = MLP.init(d, 8, 3, seed=2, dtype=F64)
+    got = residual_metrics(p, m, test_points=6, seed=9, dtype=F64, chunk=6)
+    x = next(TestSet(p, 6, derive(9, "residual-test"), 6).chunks(F64))
+
+    def u_fn(z):  # MLP.forward runs without autograd: the network written out
+        h = z[None]
+        for l in range(m.depth - 1):
+            h = torch.tanh(h @ m.W[l].T + m.b[l])
+        return p.ansatz(z[None], (h @ m.W[-1].T + m.b[-1])[:, 0])[0]
+
+    lap = _autograd_lap(u_fn, x)
+    u = torch.stack([u_fn(z) for z in x])
+    f = torch.cos(x[:, 0]) + (x[:, :-1] * x[:, 1:]).sum(1)
+    R = lap + u**3 - f
+    assert math.isclose(got["residual_rms"], float(R.square().mean().sqrt()), rel_tol=1e-9)
+    assert math.isclose(got["residual_rel"], float(R.norm() / (f - 2.0).norm()), rel_tol=1e-9)  # f̃ = f − Δg
+    assert got["boundary_rms"] < 1e-12 and got["boundary_rel"] < 1e-12
+
+
+def test_build_problem_from_canonical_json_and_schema_errors():
+    import pydantic
+
+    from sdze_core.pde.schema import UserProblemSpec
+    from sdze_core.problems import build_problem
+
+    s = UserProblemSpec.model_validate(catalogue_spec("sine_gordon_two_body", 12, seed=4))
+    p = build_problem("user", 12, pde=s.canonical_json())
+    hand = make_problem("sine_gordon_two_body", 12, seed=4)
+    x = sample_points(hand, 3, torch.Generator().manual_seed(0), F64)
+    torch.testing.assert_close(p.source(x), hand.source(x), rtol=1e-12, atol=1e-12)
+    cases = [
+        ({"exact": "x.__class__"}, ("exact",), "position 1"),
+        ({"exact": "(1-norm2(x))*x[40]"}, (), "problem.exact at position 13"),
+        ({"pde": {"reaction": "sin(u", "source": "1"}}, ("pde", "reaction"), "position 5"),
+        ({"pde": {"source": "sum(q[i], i)"}}, (), "problem.pde.source at position 4: unknown name 'q'"),
+        ({"domain": {"kind": "annulus", "inner": 2, "outer": 1}}, (), "problem.domain: annulus needs"),
+        ({"boundary": "1" * 20_000}, ("boundary",), "at most 10000"),
+    ]
+    for patch, loc, msg in cases:
+        with pytest.raises(pydantic.ValidationError) as e:
+            UserProblemSpec.model_validate({**catalogue_spec("sine_gordon_two_body", 12), **patch})
+        err = e.value.errors()[0]
+        assert tuple(err["loc"]) == loc and msg in err["msg"], err

@@ -308,5 +308,5 @@ class Laplacian:
         p._outer_vals = {}
         shape = (rows,)
         v = v.expand(shape) if v.shape != shape else v
-        lap = torch.zeros(shape, dtype=x.dtype, device=x.device) if lap is None else lap.expand(shape)
+        lap = torch.as_tensor(0.0 if lap is None else lap, dtype=x.dtype, device=x.device).expand(shape)
         return v, lap

@@ -189,7 +189,9 @@ def tokenize(text: str, fld: str) -> list[Tok]:
 # -- parser ------------------------------------------------------------------------------------------------
 class _Parser:
     def __init__(self, text: str, fld: str, coef_names: frozenset[str], allow_u: bool, allow_x: bool):
-        self.fld, self.coefs, self.allow_u, self.allow_x = fld, coef_names, allow_u, allow_x
+        self.fld, self.allow_u, self.allow_x = fld, allow_u, allow_x
+        self.coefs_any = coef_names is None  # syntax-only check: any name[...] may be a coefficient
+        self.coefs = frozenset() if coef_names is None else coef_names
         self._gen = tokens(text, fld)
         self.toks: list[Tok] = []
         self.k = 0
@@ -315,7 +317,7 @@ class _Parser:
                 self.err("x is not allowed here (pde.reaction is F(u): a function of u only)", t.pos)
             off, win, end = self.index()
             return self.node(X(t.pos, off, win, end))
-        if name in self.coefs:
+        if name in self.coefs or (self.coefs_any and self.peek().text == "[" and COEF_NAME.match(name)):
             if not self.allow_x:
                 self.err("coefficient vectors are not allowed in pde.reaction", t.pos)
             off, win, end = self.index()
@@ -425,9 +427,14 @@ def const_value(n: Node) -> float | None:
     return None
 
 
-def parse(text: str, fld: str, coef_names: frozenset[str] | set[str] = frozenset(), allow_u: bool = False) -> Node:
-    """Parse ``text`` (field ``fld``) into a tree; ``allow_u`` for the reaction F(u) (then x is refused)."""
-    return _Parser(text, fld, frozenset(coef_names), allow_u, allow_x=not allow_u).parse()
+def parse(
+    text: str, fld: str, coef_names: frozenset[str] | set[str] | None = frozenset(), allow_u: bool = False
+) -> Node:
+    """Parse ``text`` (field ``fld``) into a tree; ``allow_u`` for the reaction F(u) (then x is refused).
+
+    ``coef_names=None`` accepts any unreserved ``name[...]`` as a coefficient (a syntax-only check)."""
+    names = None if coef_names is None else frozenset(coef_names)
+    return _Parser(text, fld, names, allow_u, allow_x=not allow_u).parse()
 
 
 def to_text(n: Node) -> str:

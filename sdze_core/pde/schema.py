@@ -1,0 +1,115 @@
+"""The §3.1 user-PDE form as a pydantic model (the service's and CLI's boundary); see docs/pde.md.
+
+Field validators parse each expression (syntax, names, bounds): an error is located at that field
+(``problem.pde.source``) and its message gives the character position. The model validator then binds the
+whole problem at its d without O(d) work (``problem_from_spec(check_only=True)``): offsets against d,
+empty windows, derivability of a derived source, the operator and domain rules; its errors name the field
+path in the message. A spec that validates here compiles in the worker.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .expr import MAX_CHARS, MAX_COEF_VECTORS, PdeError, parse
+from .problem import problem_from_spec
+
+MAX_DIM = 10_000_000
+Number = float | str  # a JSON number or a constant expression in d ("sqrt(d)")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
+
+
+def _syntax(text: str | None, fld: str, names: set[str] | None, allow_u: bool = False) -> str | None:
+    if text is None:
+        return None
+    try:
+        parse(text, fld, names, allow_u=allow_u)
+    except PdeError as e:
+        pos = -1 if e.pos is None else e.pos
+        raise PydanticCustomError(
+            "pde_expression", "{msg} (at position {position})", {"msg": e.msg, "position": pos}
+        ) from None
+    return text
+
+
+class DomainSpec(_Strict):
+    kind: Literal["ball", "annulus", "cube"]
+    radius: Number | None = Field(None, description="ball radius (default 1)")
+    inner: Number | None = Field(None, description="annulus inner radius (default 1)")
+    outer: Number | None = Field(None, description="annulus outer radius (default 2)")
+    low: Number | None = Field(None, description="cube lower bound of every coordinate (default -1)")
+    high: Number | None = Field(None, description="cube upper bound of every coordinate (default 1)")
+
+
+class OperatorSpec(_Strict):
+    laplacian: Number | None = Field(None, description="coefficient a of a·Δu")
+    biharmonic: Number | None = Field(None, description="coefficient b of b·Δ²u")
+
+
+class PdeSpec(_Strict):
+    operator: OperatorSpec = OperatorSpec(laplacian=1.0)
+    reaction: str = Field("0", max_length=2000, description="F(u), an expression in u")
+    source: str | None = Field(None, max_length=MAX_CHARS, description="f(x); derived from exact when left out")
+
+    @field_validator("reaction")
+    @classmethod
+    def _reaction(cls, v: str) -> str:
+        return _syntax(v, "pde.reaction", None, allow_u=True)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        return _syntax(v, "pde.source", None)  # coefficient names are checked with the whole problem
+
+
+class CoefficientSpec(_Strict):
+    law: Literal["normal", "uniform"] = "normal"
+    seed: int = Field(0, ge=0, lt=2**63)
+    length: str = Field("d", pattern=r"^\s*d\s*(-\s*\d)?\s*$", description='"d" or "d-k", 0 <= k <= 9')
+    values: list[float] | None = Field(None, description="explicit coefficients (then law and seed are unused)")
+    low: Number | None = None
+    high: Number | None = None
+
+
+class UserProblemSpec(_Strict):
+    """A user PDE: ``operator[u] + F(u) = f`` on ``domain``, u = g on its boundary (SPEC §3.1)."""
+
+    name: str | None = Field(None, max_length=80, description="a label shown with the job")
+    dim: int = Field(ge=3, le=MAX_DIM, description="spatial dimension d")
+    coefficients: dict[str, CoefficientSpec] = Field(default_factory=dict, max_length=MAX_COEF_VECTORS)
+    domain: DomainSpec
+    pde: PdeSpec
+    boundary: str | None = Field(None, max_length=MAX_CHARS, description="g(x) (default 0 if exact vanishes there)")
+    exact: str | None = Field(None, max_length=MAX_CHARS, description="u*(x), optional")
+
+    @field_validator("boundary", "exact")
+    @classmethod
+    def _expr(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return _syntax(v, info.field_name, set(info.data.get("coefficients") or {}))
+
+    @model_validator(mode="after")
+    def _bind(self) -> UserProblemSpec:
+        try:
+            problem_from_spec(self.as_dict(), check_only=True)
+        except PdeError as e:
+            raise PydanticCustomError("pde_problem", "{msg}", {"msg": str(e)}) from None
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain JSON form that ``problem_from_spec`` reads (None fields dropped)."""
+        return self.model_dump(exclude_none=True, mode="json")
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def order(self) -> int:
+        op = self.pde.operator
+        return 4 if op.biharmonic not in (None, 0, 0.0) else 2
