@@ -17,8 +17,10 @@ from fastapi.staticfiles import StaticFiles
 
 from . import problems
 from .dispatcher import Dispatcher
+from .edge import EdgeMiddleware
 from .job_store import JobStore
 from .metrics import Metrics
+from .points import PointsDecoder
 from .routers import artifacts, health, history, jobs, pages
 from .settings import Settings
 
@@ -40,7 +42,7 @@ class LimitsMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        limit = self.settings.max_eval_bytes if path.endswith("/evaluate") else self.settings.max_body_bytes
+        limit = body_limit(self.settings, path, dict(scope.get("headers", [])).get(b"content-type", b""))
         started = time.perf_counter()
         status_box = {"status": 500}
         for name, value in scope.get("headers", []):
@@ -76,6 +78,14 @@ class LimitsMiddleware:
         await self.app(scope, limited_receive, tracking_send)
 
 
+def body_limit(settings: Settings, path: str, content_type: bytes) -> int:
+    """Bytes a request body may have: evaluate takes a large ``.npy`` but a smaller JSON (slower to parse)."""
+    if path.endswith("/evaluate"):
+        npy = content_type.split(b";", 1)[0].strip().lower() == b"application/x-npy"
+        return settings.max_eval_bytes if npy else settings.max_eval_json_bytes
+    return settings.max_body_bytes
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the store opens and the dispatcher starts (Ray connects) in the lifespan."""
     settings = settings or Settings.from_env()
@@ -87,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = JobStore(settings.db_url)
-        dispatcher = Dispatcher(store, settings, on_finish=lambda state: metrics.finished.labels(state).inc())
+        dispatcher = Dispatcher(store, settings)
         app.state.store = store
         app.state.dispatcher = dispatcher
         metrics.watch(store.count_by_state, lambda: dispatcher.ready, lambda: dispatcher.running_count)
@@ -104,10 +114,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         dispatcher.after_connect = lambda: loop.call_soon_threadsafe(restore)
         dispatcher.start()
+        app.state.points = PointsDecoder()
         log.info("sdze service: store %s, artifacts %s", settings.db_url, settings.artifacts_root)
         try:
             yield
         finally:
+            app.state.points.close()
             dispatcher.stop()
             store.close()
 
@@ -139,5 +151,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def job_page() -> FileResponse:
         return FileResponse(STATIC / "job.html", media_type="text/html")
 
-    app.add_middleware(LimitsMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(EdgeMiddleware, settings=settings)
+    app.add_middleware(LimitsMiddleware, settings=settings, metrics=metrics)  # outermost: sees every answer
     return app

@@ -20,11 +20,14 @@ from typing import Any
 
 from sdze_core.spec import JobSpec
 
+from .admission import Capacity, capacity_from_ray, waiting_reason
 from .job_store import Job, JobStore
+from .local_ray import LocalRay
 from .reasons import one_line, write_error_log
 from .settings import Settings
 
 log = logging.getLogger("sdze.service")
+CAPACITY_EVERY_S = 2.0  # how often the dispatcher re-reads the cluster's resources
 
 MEDIA_TYPES = {
     ".safetensors": "application/octet-stream",
@@ -63,10 +66,9 @@ def scan_artifacts(out_dir: Path) -> list[dict]:
 class Dispatcher:
     """Runs jobs from the store on Ray; ``start()`` connects to Ray and reconciles, then dispatches."""
 
-    def __init__(self, store: JobStore, settings: Settings, on_finish: Any = None):
+    def __init__(self, store: JobStore, settings: Settings):
         self.store = store
         self.settings = settings
-        self.on_finish = on_finish  # callable(state) for metrics
         self.after_connect: Any = None  # called once connected to Ray (the app restores its signal handlers)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -75,6 +77,10 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._started_ray = False
+        self._local_ray = LocalRay()  # the processes of a Ray we started, ended with us
+        self._needs: dict[str, tuple[float, float]] = {}  # running jobs' (CPUs, GPUs) on Ray
+        self.capacity: Capacity | None = None  # the cluster as last read (None until connected)
+        self._capacity_t = 0.0
         self.ready = False
         self.error: str | None = None
 
@@ -99,9 +105,7 @@ class Dispatcher:
             # checkpoint) rather than leave it for the next start's reconcile to find.
             self.store.requeue(job_id, "server stopped; resumes from its last checkpoint")
         if self._started_ray:
-            import ray
-
-            ray.shutdown()
+            self._local_ray.shutdown()
 
     def wake(self) -> None:
         self._wake.set()
@@ -145,20 +149,57 @@ class Dispatcher:
             self.error = f"{type(e).__name__}: {e}"
             log.exception("dispatcher failed to start")
             return
+        self._refresh_capacity(force=True)
         self.ready = True
         while not self._stopping.is_set():
+            self._refresh_capacity()
             self._fill()
             self._wake.wait(1.0)
             self._wake.clear()
 
+    def _refresh_capacity(self, force: bool = False) -> None:
+        """Re-read the cluster every ``CAPACITY_EVERY_S`` (a cheap GCS query); a failure keeps the last view."""
+        now = time.monotonic()
+        if not force and now - self._capacity_t < CAPACITY_EVERY_S:
+            return
+        self._capacity_t = now
+        if self._started_ray:
+            self._local_ray.watch()  # Ray starts workers on demand: keep the record of its processes current
+        try:
+            self.capacity = capacity_from_ray()
+        except Exception as e:  # Ray briefly unreachable: keep dispatching on the last view
+            log.warning("reading the Ray cluster's resources failed: %s", e)
+
     def _fill(self) -> None:
-        while not self._stopping.is_set() and self.running_count < self.settings.max_concurrent_jobs:
-            job = self.store.claim_next()
-            if job is None:
+        """Start queued jobs, oldest first, while run slots are free and their workers fit in what Ray has free.
+
+        A job that does not fit stays queued with the reason (it can be cancelled at once) and a smaller job
+        behind it may start first."""
+        if self._stopping.is_set() or self.running_count >= self.settings.max_concurrent_jobs:
+            return
+        for job in self.store.queued(limit=100):
+            if self._stopping.is_set() or self.running_count >= self.settings.max_concurrent_jobs:
                 return
-            t = threading.Thread(target=self._run, args=(job,), name=f"job-{job.id}", daemon=True)
+            try:
+                spec = JobSpec.model_validate(job.spec)
+            except Exception:  # stored by an older version: let _run fail it with the reason
+                spec = None
+            if spec is not None:
+                with self._lock:
+                    held = (sum(c for c, _ in self._needs.values()), sum(g for _, g in self._needs.values()))
+                why = waiting_reason(spec, self.capacity, *held)
+                if why is not None:
+                    self.store.set_waiting(job.id, why)
+                    continue
+            claimed = self.store.claim(job.id)
+            if claimed is None:  # cancelled meanwhile
+                continue
+            t = threading.Thread(target=self._run, args=(claimed,), name=f"job-{claimed.id}", daemon=True)
             with self._lock:
-                self._running[job.id] = t
+                self._running[claimed.id] = t
+                if spec is not None:
+                    w = spec.resources.workers
+                    self._needs[claimed.id] = (float(w), w * spec.resources.gpus_per_worker)
             t.start()
 
     # ------------------------------------------------------------------------------------ one job
@@ -222,6 +263,8 @@ class Dispatcher:
                 # its checkpoint at the next start; a no-op when stop() re-queued it already.
                 self.store.requeue(job.id, "server stopped; resumes from its last checkpoint")
                 return
+            if state == "failed" and metrics is None and cancelled_by_user:
+                state = "cancelled"  # cancelled while Ray was still reserving its workers: not a failure
             if state == "cancelled":
                 reason = "cancelled by request"
             if state == "failed":  # the full text (Ray's colours, tracebacks) goes to error.log; one line stays
@@ -231,12 +274,17 @@ class Dispatcher:
             self.store.finish(job.id, state, reason, metrics)
             if state == "succeeded":
                 shutil.rmtree(ckpt, ignore_errors=True)  # only an interrupted run needs it
-            if self.on_finish:
-                self.on_finish(state)
-        except Exception:
+        except Exception as e:
+            # The job must not stay "running" with nobody running it: fail it, saying why.
             log.exception("recording the outcome of job %s failed", job.id)
+            why = (str(e).splitlines() or [""])[0][:200]
+            try:
+                self.store.finish(job.id, "failed", f"internal: recording the result failed: {type(e).__name__}: {why}")
+            except Exception:  # the store itself is down: the next start's reconcile re-queues the job
+                log.exception("failing job %s failed too", job.id)
         finally:
             with self._lock:
                 self._running.pop(job.id, None)
+                self._needs.pop(job.id, None)
                 self._cancel.discard(job.id)
             self._wake.set()

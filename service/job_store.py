@@ -272,13 +272,46 @@ class JobStore:
             return c.execute(q).scalar_one()
 
     # ------------------------------------------------------------------------------ state transitions
-    def claim_next(self) -> Job | None:
-        """Atomically move the oldest queued job to running (a no-op race loser gets None)."""
+    def queued(self, limit: int = 100) -> list[Job]:
+        """The oldest ``limit`` queued jobs, oldest first (the dispatcher's candidates)."""
+        q = sa.select(jobs).where(jobs.c.state == "queued").order_by(jobs.c.num).limit(limit)
+        with self.engine.connect() as c:
+            return [Job.from_row(r) for r in c.execute(q).all()]
+
+    def set_waiting(self, job_id: str, reason: str) -> bool:
+        """A queued job's reason (what it waits for); a ``state`` event when it changed. Returns whether it did."""
         with self.engine.begin() as c:
-            oldest = sa.select(sa.func.min(jobs.c.num)).where(jobs.c.state == "queued").scalar_subquery()
             r = c.execute(
                 jobs.update()
-                .where(jobs.c.num == oldest, jobs.c.state == "queued")
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.state == "queued",
+                    sa.or_(jobs.c.reason.is_(None), jobs.c.reason != reason),
+                )
+                .values(reason=reason)
+                .returning(jobs.c.id)
+            ).first()
+            if r is None:
+                return False
+            self._event(c, job_id, "state", {"state": "queued", "reason": reason})
+        return True
+
+    def claim_next(self) -> Job | None:
+        """Atomically move the oldest queued job to running (a no-op race loser gets None)."""
+        return self.claim(None)
+
+    def claim(self, job_id: str | None) -> Job | None:
+        """Atomically move queued job ``job_id`` (None: the oldest) to running; None if it is no longer queued."""
+        with self.engine.begin() as c:
+            if job_id is None:
+                target = (
+                    jobs.c.num == sa.select(sa.func.min(jobs.c.num)).where(jobs.c.state == "queued").scalar_subquery()
+                )
+            else:
+                target = jobs.c.id == job_id
+            r = c.execute(
+                jobs.update()
+                .where(target, jobs.c.state == "queued")
                 .values(state="running", started_at=time.time(), attempt=jobs.c.attempt + 1, reason=None)
                 .returning(jobs.c.id)
             ).first()

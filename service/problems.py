@@ -26,6 +26,7 @@ TITLES = {
     404: "Not Found",
     405: "Method Not Allowed",
     406: "Not Acceptable",
+    421: "Misdirected Request",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
@@ -33,6 +34,23 @@ TITLES = {
     429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
+}
+
+
+# The problem type of an error raised without one (Starlette's own 404/405, FastAPI's 400): every error answer
+# carries a type from docs/api.md, never about:blank.
+DEFAULT_KINDS = {
+    400: "bad-request",
+    401: "unauthorized",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+    421: "host-not-allowed",
+    422: "invalid-request",
+    429: "queue-full",
+    500: "internal",
+    503: "not-ready",
 }
 
 
@@ -68,8 +86,9 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
+    kind = kind or DEFAULT_KINDS.get(status, "bad-request" if status < 500 else "internal")
     body: dict[str, Any] = {
-        "type": TYPE_BASE + kind if kind else "about:blank",
+        "type": TYPE_BASE + kind,
         "title": TITLES.get(status, "Error"),
         "status": status,
     }
@@ -103,11 +122,34 @@ def validation_errors(errors: list[dict]) -> list[dict]:
     return out
 
 
+def json_error_location(doc: str, pos: int) -> tuple[int, int]:
+    """(line, column), both from 1, of character offset ``pos`` in ``doc`` (as ``json.JSONDecodeError`` counts)."""
+    pos = max(0, min(pos, len(doc)))
+    line = doc.count("\n", 0, pos) + 1
+    return line, pos - (doc.rfind("\n", 0, pos) + 1) + 1
+
+
+def _invalid_json(request: Request, exc: RequestValidationError, err: dict) -> JSONResponse:
+    """A body that is not JSON: 400, located by line and column (the field is the whole body, not an offset)."""
+    loc = err.get("loc", ())
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+    doc = exc.body if isinstance(exc.body, str) else ""
+    line, col = json_error_location(doc, pos)
+    why = str((err.get("ctx") or {}).get("error", "not JSON"))
+    msg = f"invalid JSON at line {line} column {col}: {why}"
+    where = {"line": line, "column": col}
+    errors = [{"field": "", "in": "body", "pointer": "", "msg": msg, "code": "json_invalid", **where}]
+    return problem_response(400, msg, "invalid-json", request.url.path, errors=errors)
+
+
 def install(app: FastAPI) -> None:
     """Register the problem+json handlers on ``app``."""
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        bad_json = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if bad_json is not None:
+            return _invalid_json(request, exc, bad_json)
         errs = validation_errors(list(exc.errors()))
         detail = "; ".join(f"{e['field'] or '(body)'}: {e['msg']}" for e in errs[:5])
         return problem_response(422, detail, "invalid-request", request.url.path, errors=errs)

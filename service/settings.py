@@ -6,17 +6,24 @@ import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sdze_core.spec import MAX_DIM
 
 ENV_PREFIX = "SDZE_"
+# Host names a tokenless loopback server answers to (a DNS-rebinding page sends its own name as Host).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "ip6-localhost")
+
+
+class SettingsError(ValueError):
+    """An invalid setting; the message names the variable and never echoes its value (tokens are secrets)."""
 
 
 class Settings(BaseModel):
     """Every setting of the job service; ``docs/api.md`` lists them with their defaults."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # hide_input_in_errors: a rejected value may be a token; pydantic would otherwise print it.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
     host: str = Field("127.0.0.1", description="address to bind")
     port: int = Field(8000, ge=0, le=65535, description="port to bind (0: any free port)")
@@ -28,16 +35,32 @@ class Settings(BaseModel):
     max_dim: int = Field(MAX_DIM, ge=3, le=MAX_DIM, description="largest problem.dim accepted")
     max_workers: int = Field(64, ge=1, le=1024, description="largest resources.workers accepted")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="largest request body (JSON specs, evaluate JSON)")
-    max_eval_bytes: int = Field(64 << 20, ge=1024, description="largest evaluate body (JSON or .npy)")
+    max_eval_bytes: int = Field(64 << 20, ge=1024, description="largest evaluate body in .npy")
+    max_eval_json_bytes: int = Field(
+        16 << 20, ge=1024, description="largest evaluate body in JSON (parsing JSON costs ~10x a .npy of the same data)"
+    )
     max_eval_points: int = Field(100_000, ge=1, description="most points per evaluate call")
     tokens: list[str] = Field(default_factory=list, description="bearer tokens; required when non-empty")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description='Host header names served ("*": any); default without tokens: the loopback names only',
+    )
+    autoscaling: bool = Field(
+        False, description="the Ray cluster grows on demand: queue jobs larger than it is now instead of refusing"
+    )
+    max_job_memory_bytes: int | None = Field(
+        None, ge=1 << 20, description="peak memory one worker of a job may need; default: the nodes' memory"
+    )
+    max_test_coordinates: float = Field(
+        1e12, gt=0, description="largest test_points × dim (one evaluation pass; 1e12 floats take hours)"
+    )
     ray_address: str | None = Field(None, description="Ray cluster to attach to; default RAY_ADDRESS or a local Ray")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the in-process local Ray (default: all)")
     progress_interval_s: float = Field(0.5, gt=0, le=3600, description="least seconds between stored step events")
     retry_after_s: int = Field(30, ge=1, description="Retry-After seconds sent with 429")
     max_attempts: int = Field(3, ge=1, le=100, description="runs of a job (restarts resume) before it fails")
 
-    @field_validator("tokens", mode="before")
+    @field_validator("tokens", "allowed_hosts", mode="before")
     @classmethod
     def _split_tokens(cls, v: object) -> object:
         if isinstance(v, str):
@@ -47,9 +70,9 @@ class Settings(BaseModel):
     @field_validator("tokens")
     @classmethod
     def _token_shape(cls, v: list[str]) -> list[str]:
-        for t in v:
-            if len(t) < 8 or any(c.isspace() for c in t):
-                raise ValueError("tokens need at least 8 characters and no spaces")
+        bad = [str(i + 1) for i, t in enumerate(v) if len(t) < 8 or any(c.isspace() for c in t)]
+        if bad:  # positions only: the values are secrets
+            raise ValueError(f"token(s) {', '.join(bad)} of {len(v)}: each token needs 8+ characters and no spaces")
         return v
 
     @property
@@ -63,6 +86,15 @@ class Settings(BaseModel):
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def host_allowlist(self) -> frozenset[str] | None:
+        """Host names to answer (lower case, no port); None: any. Tokenless servers default to loopback names."""
+        if "*" in self.allowed_hosts:
+            return None
+        if self.allowed_hosts:
+            return frozenset(h.lower().strip("[]") for h in self.allowed_hosts)
+        return None if self.tokens else frozenset(LOOPBACK_HOSTS)
 
     def check(self) -> None:
         """Refuse a configuration that would expose jobs unauthenticated."""
@@ -83,7 +115,15 @@ class Settings(BaseModel):
         if "ray_address" not in values and env.get("RAY_ADDRESS"):
             values["ray_address"] = env["RAY_ADDRESS"]
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(values)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as e:
+            lines = []
+            for err in e.errors(include_input=False, include_url=False):
+                name = str(err["loc"][0]) if err["loc"] else "(settings)"
+                msg = err["msg"].removeprefix("Value error, ")
+                lines.append(f"{ENV_PREFIX}{name.upper()}: {msg}")
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
 
 
 def is_loopback(host: str) -> bool:

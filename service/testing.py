@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from .local_ray import descendant_pids
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,25 +22,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _children(pid: int) -> list[int]:
-    """All descendants of ``pid`` (from /proc), so the Ray processes a server started can be cleaned up."""
-    kids: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 class ServerProcess:
@@ -80,7 +63,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    self._known.update(_children(self.proc.pid))
+                    self._known.update(descendant_pids(self.proc.pid))
                     return self
             except httpx.HTTPError:
                 pass
@@ -98,7 +81,7 @@ class ServerProcess:
         """SIGKILL the server process (a crash), then its leftover Ray processes."""
         if self.proc is None:
             return
-        self._known.update(_children(self.proc.pid))
+        self._known.update(descendant_pids(self.proc.pid))
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self._reap()
@@ -106,7 +89,7 @@ class ServerProcess:
     def stop(self, timeout: float = 30.0) -> None:
         if self.proc is None:
             return
-        self._known.update(_children(self.proc.pid))
+        self._known.update(descendant_pids(self.proc.pid))
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

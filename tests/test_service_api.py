@@ -133,7 +133,7 @@ def test_nan_oversized_and_garbage_bodies(server, alice):
         ('{"problem": {"name": "poisson_two_body", "dim": 1e400}}', "problem.dim"),
     ]:
         assert_problem(httpx.post(server.url + "/v1/jobs", content=raw, headers=h), 422, field)
-    assert_problem(httpx.post(server.url + "/v1/jobs", content=b"{not json", headers=h), 422)
+    assert_problem(httpx.post(server.url + "/v1/jobs", content=b"{not json", headers=h), 400)
     big = json.dumps({**TINY, "pad": "x" * 100_000})
     assert_problem(httpx.post(server.url + "/v1/jobs", content=big, headers=h), 413)
 

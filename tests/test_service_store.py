@@ -75,3 +75,60 @@ def test_settings_env_and_loopback_rule():
     Settings(host="0.0.0.0", tokens=["token-aaaa"]).check()
     with pytest.raises(ValueError):
         Settings(tokens=["short"])
+
+
+def test_bad_tokens_are_refused_without_echoing_them():
+    """``SDZE_TOKENS=alpha,beta``: a clean one-line reason naming the variable, never the values."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "SDZE_TOKENS": "alpha,beta-is-long-enough,gamma"}
+    p = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "0", "--data-dir", "/tmp/sdze-never-created"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = p.stdout + p.stderr
+    assert p.returncode != 0 and "SDZE_TOKENS" in out and "token(s) 1, 3 of 3" in out, out
+    for secret in ("alpha", "beta-is-long-enough", "gamma"):
+        assert secret not in out, out
+    assert "Traceback" not in out and "input_value" not in out
+    with pytest.raises(ValueError) as e:
+        Settings(tokens=["short-1"])
+    assert "short-1" not in str(e.value)
+
+
+def test_host_allowlist_setting():
+    from service.edge import host_name
+
+    assert Settings().host_allowlist == {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+    assert Settings(tokens=["token-aaaa"]).host_allowlist is None  # tokens guard a served name
+    assert Settings.from_env({"SDZE_ALLOWED_HOSTS": "sdze.lab, [::1]"}).host_allowlist == {"sdze.lab", "::1"}
+    assert Settings(allowed_hosts=["*"]).host_allowlist is None
+    cases = {"Example.org:80": "example.org", "[::1]:8000": "::1", "127.0.0.1": "127.0.0.1", "::1": "::1", "": ""}
+    for raw, name in cases.items():
+        assert host_name(raw) == name, raw
+
+
+def test_placement_and_waiting_reasons():
+    from sdze_core.spec import JobSpec
+    from service.admission import Capacity, Node, bundles_that_fit, waiting_reason
+
+    gib = 1 << 30
+    nodes = (Node(cpus=4, gpus=1, memory=16 * gib), Node(cpus=2, gpus=0, memory=64 * gib))
+    assert bundles_that_fit(nodes, gpus=0, memory=0) == 6
+    assert bundles_that_fit(nodes, gpus=0, memory=10 * gib) == 1 + 2  # memory binds on the first node
+    assert bundles_that_fit(nodes, gpus=0.5, memory=0) == 2  # only the first node has GPUs
+    spec = JobSpec.model_validate({"problem": {"name": "poisson_two_body", "dim": 20}, "resources": {"workers": 2}})
+    cap = Capacity(nodes, free_cpus=6, free_gpus=1)
+    assert waiting_reason(spec, None, 0, 0) == "waiting for the Ray cluster"
+    assert waiting_reason(spec, cap, 0, 0) is None
+    # Ray still shows 6 free, but jobs of ours not yet placed hold 5: only 1 is really free.
+    assert waiting_reason(spec, cap, 5, 0) == "waiting for resources: needs 2 CPUs (1 free)"
+    big = spec.model_copy(update={"resources": spec.resources.model_copy(update={"workers": 7})})
+    assert "autoscaling" in waiting_reason(big, cap, 0, 0)

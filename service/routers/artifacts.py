@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
 from collections import OrderedDict
 from typing import Annotated, Any
@@ -12,14 +11,13 @@ import numpy as np
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..problems import PROBLEM, Problem, field_error, validation_errors
+from ..points import NPY, EvaluateIn
+from ..problems import PROBLEM, Problem, field_error
 from ..schemas import ArtifactList, EvaluateOut
 from .jobs import ERRORS, Owner, get_job_or_404
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"])
-NPY = "application/x-npy"
 _P = {"content": {PROBLEM: {}}}
 
 
@@ -39,25 +37,37 @@ def list_artifacts(job_id: str, request: Request, owner: Owner) -> dict[str, Any
     }
 
 
-@router.get(
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison of ``If-None-Match`` (a list of tags, or ``*``) with our strong ``etag``."""
+    if not if_none_match:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
+
+
+@router.api_route(
     "/{job_id}/artifacts/{name}",
-    summary="Download an artifact (streamed)",
+    methods=["GET", "HEAD"],
+    summary="Download an artifact (streamed; HEAD, and If-None-Match → 304)",
     response_class=FileResponse,
-    responses={**ERRORS, 200: {"description": "the file", "content": {"application/octet-stream": {}}}},
+    responses={
+        **ERRORS,
+        200: {"description": "the file; ETag is its quoted sha256", "content": {"application/octet-stream": {}}},
+        304: {"description": "If-None-Match holds the current ETag: not modified, no body"},
+    },
 )
-def download(job_id: str, request: Request, owner: Owner, name: Annotated[str, Path(max_length=255)]) -> FileResponse:
+def download(job_id: str, request: Request, owner: Owner, name: Annotated[str, Path(max_length=255)]) -> Response:
     get_job_or_404(request, job_id, owner)
     # Only names recorded in the store are served, so a crafted name can never leave the job's folder.
     rec = next((a for a in request.app.state.store.list_artifacts(job_id) if a["name"] == name), None)
     path = request.app.state.dispatcher.job_dir(job_id) / name
     if rec is None or not path.is_file():
         raise Problem(404, f"job {job_id} has no artifact {name!r}", "not-found")
-    return FileResponse(path, media_type=rec["media_type"], filename=name, headers={"X-Content-SHA256": rec["sha256"]})
-
-
-class EvaluateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=False)
-    points: list[list[float]]
+    # The content hash is the validator: it changes exactly when the bytes do (mtime-based tags do not).
+    headers = {"ETag": f'"{rec["sha256"]}"', "X-Content-SHA256": rec["sha256"], "Cache-Control": "private, no-cache"}
+    if etag_matches(request.headers.get("if-none-match"), headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=rec["media_type"], filename=name, headers=headers)
 
 
 class _SolutionCache:
@@ -84,43 +94,6 @@ class _SolutionCache:
 _cache = _SolutionCache()
 
 
-def _parse_points(body: bytes, content_type: str, max_points: int) -> np.ndarray:
-    if content_type.startswith(NPY):
-        try:
-            arr = np.load(io.BytesIO(body), allow_pickle=False)
-        except Exception as e:
-            raise field_error("body", f"not a .npy array ({type(e).__name__})") from e
-        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
-            raise field_error("body", "the .npy array must hold numbers")
-        if arr.ndim != 2:
-            raise field_error("body", f"the array must be 2-D (n, d), got shape {arr.shape}")
-        if arr.shape[0] > max_points:
-            raise Problem(413, f"{arr.shape[0]} points; at most {max_points} per call", "too-large")
-        arr = arr.astype(np.float64)
-        if not np.isfinite(arr).all():
-            raise field_error("body", "points must be finite (no NaN/inf)")
-        return arr
-    if content_type and not content_type.startswith("application/json"):
-        raise Problem(415, f"send application/json or {NPY}", "unsupported-media-type")
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError) as e:
-        raise field_error("body", "invalid JSON") from e
-    if isinstance(raw, dict) and isinstance(raw.get("points"), list) and len(raw["points"]) > max_points:
-        raise Problem(413, f"{len(raw['points'])} points; at most {max_points} per call", "too-large")
-    try:
-        req = EvaluateIn.model_validate(raw)
-    except ValidationError as e:
-        errs = validation_errors([{**err, "loc": ("body", *err["loc"])} for err in e.errors()])
-        detail = "; ".join(f"{x['field'] or '(body)'}: {x['msg']}" for x in errs[:5])
-        raise Problem(422, detail, "invalid-request", errors=errs) from e
-    lengths = {len(p) for p in req.points}
-    if len(lengths) > 1:
-        raise field_error("points", "all points need the same number of coordinates")
-    arr = np.asarray(req.points, dtype=np.float64)
-    return arr.reshape(len(req.points), lengths.pop() if lengths else 0)
-
-
 @router.post(
     "/{job_id}/evaluate",
     summary="Evaluate the trained solution at points",
@@ -141,7 +114,8 @@ def _parse_points(body: bytes, content_type: str, max_points: int) -> np.ndarray
             "content": {NPY: {}},
         },
         409: {"description": "the job has no trained model (yet)", **_P},
-        413: {"description": "too many points or bytes", **_P},
+        400: {"description": "the body is not JSON (invalid-json)", **_P},
+        413: {"description": "too many points or bytes (JSON: max_eval_json_bytes, .npy: max_eval_bytes)", **_P},
         415: {"description": "unsupported content type", **_P},
         422: {"description": "malformed points or wrong dimension", **_P},
     },
@@ -152,7 +126,9 @@ async def evaluate(job_id: str, request: Request, owner: Owner) -> Response:
     job = await run_in_threadpool(get_job_or_404, request, job_id, owner)
     body = await request.body()
     ctype = request.headers.get("content-type", "application/json").lower()
-    x = _parse_points(body, ctype, settings.max_eval_points)
+    # Decoding up to max_eval_json_bytes of JSON takes seconds and holds the GIL: done in another process, so
+    # status polls and event streams keep being served meanwhile (service.points).
+    x = await request.app.state.points.decode(body, ctype, settings.max_eval_points)
     out_dir = request.app.state.dispatcher.job_dir(job_id)
     if job.state not in ("succeeded", "cancelled") or not (out_dir / "model.safetensors").is_file():
         raise Problem(409, f"job is {job.state}; it has no trained model to evaluate", "no-model")

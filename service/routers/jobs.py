@@ -16,6 +16,7 @@ from fastapi.sse import KEEPALIVE_COMMENT, format_sse_event
 
 from sdze_core.spec import JobSpec
 
+from .. import admission
 from ..auth import current_owner
 from ..job_store import TERMINAL, IdempotencyConflict, Job, NotCancellable, QueueFull
 from ..problems import PROBLEM, Problem, field_error
@@ -47,8 +48,14 @@ def get_job_or_404(request: Request, job_id: str, owner: str) -> Job:
     summary="Submit a job",
     responses={
         **ERRORS,
+        400: {"description": "the body is not JSON (invalid-json: line and column)", **_P},
         413: {"description": "body too large", **_P},
-        422: {"description": "invalid spec (errors[] names each field) or Idempotency-Key reused", **_P},
+        415: {"description": "Content-Type is not application/json", **_P},
+        422: {
+            "description": "invalid spec (errors[] names each field), Idempotency-Key reused, or not admitted "
+            "(not-admitted: workers that cannot be placed, memory estimate over the limit, test set too large)",
+            **_P,
+        },
         429: {"description": "queue full; see Retry-After", **_P},
     },
 )
@@ -71,6 +78,7 @@ def submit(
         raise field_error("problem.dim", f"must be ≤ {settings.max_dim} on this server")
     if spec.resources.workers > settings.max_workers:
         raise field_error("resources.workers", f"must be ≤ {settings.max_workers} on this server")
+    admission.check(spec, spec.to_config(), settings, request.app.state.dispatcher.capacity)
     canonical = spec.model_dump(mode="json")
     sha = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     store = request.app.state.store
@@ -91,7 +99,6 @@ def submit(
             headers={"Retry-After": str(settings.retry_after_s)},
         ) from e
     if created:
-        request.app.state.metrics.submitted.inc()
         request.app.state.dispatcher.wake()
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if not created:
