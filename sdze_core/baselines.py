@@ -13,8 +13,9 @@ import torch
 
 from .config import SolverConfig
 from .model import MLP
+from .parabolic.hooks import batch_source
 from .problems import Problem
-from .residual import BatchSource, residual, u_jet
+from .residual import residual, u_jet
 from .schedule import LinearDecay
 from .taylor import FirstLayer, hidden_jet
 
@@ -35,7 +36,7 @@ class AdamEngine:
     def __post_init__(self) -> None:
         for p in self.model.params():
             p.requires_grad_(True)
-        self.batches = BatchSource(self.problem, self.solver, self.job_seed, self.dtype, self.device)
+        self.batches = batch_source(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         a = self.solver.adam
         self.opt = torch.optim.Adam(self.model.params(), lr=a.lr, betas=ADAM_BETAS)
 

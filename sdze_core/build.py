@@ -28,6 +28,8 @@ from .config import (
     ZOConfig,
 )
 from .knobs import ADAM_KNOBS, KNOBS
+from .parabolic.hooks import estimator_conflict
+from .parabolic.problems import PARABOLIC_CATALOGUE
 from .problems import CATALOGUE
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ class ConfigConflict(ValueError):
 
 
 def is_biharmonic(problem_name: str) -> bool:
-    return CATALOGUE[problem_name][2] == "biharmonic"
+    return problem_name in CATALOGUE and CATALOGUE[problem_name][2] == "biharmonic"
 
 
 def solver_config(solver, problem_name: str) -> SolverConfig:
@@ -169,4 +171,8 @@ def conflicts(cfg: RunConfig, given: set[str] | None = None) -> list[Conflict]:
         out.extend(zo_conflicts(s.zo))
     if is_biharmonic(cfg.problem.name) and s.estimator != "gauss":
         out.append(Conflict(("estimator", "problem.name"), "the biharmonic operator needs estimator 'gauss'"))
+    if cfg.problem.name in PARABOLIC_CATALOGUE:  # terminal-value problems: estimators that stay unbiased there
+        why = estimator_conflict(cfg.problem.name, s.estimator)
+        if why:
+            out.append(Conflict(("estimator", "problem.name"), why))
     return out

@@ -17,6 +17,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from .build import PRESET_KNOBS, conflicts, run_config
 from .config import FIRST_ORDER_METHODS, RunConfig
 from .knobs import KNOBS, Knob
+from .parabolic.problems import PARABOLIC_NAMES
 from .problems import CATALOGUE
 
 MAX_DIM = 10_000_000
@@ -27,7 +28,7 @@ class _Strict(BaseModel):
 
 
 class ProblemSpec(_Strict):
-    name: Literal[tuple(CATALOGUE)]  # type: ignore[valid-type]
+    name: Literal[tuple(CATALOGUE) + PARABOLIC_NAMES]  # type: ignore[valid-type]  # parabolic: docs/time-dependent.md
     dim: int = Field(ge=3, le=MAX_DIM, description="spatial dimension d")
     seed: int = Field(0, ge=0, lt=2**63, description="seed of the coefficients c_i")
 

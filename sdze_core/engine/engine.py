@@ -18,8 +18,9 @@ from torch import Tensor
 from ..build import ConfigConflict, zo_conflicts
 from ..config import SolverConfig, ZOConfig
 from ..model import MLP
+from ..parabolic.hooks import batch_source
 from ..problems import Problem
-from ..residual import BatchSource, StepBatch
+from ..residual import StepBatch
 from ..schedule import LinearDecay
 from ..subspace import DataBasis
 from ..taylor import LowRank
@@ -69,7 +70,7 @@ class SDZEEngine:
         found = zo_conflicts(cfg)  # the same check a spec passes at submit (build.py)
         if found:
             raise ConfigConflict(found)
-        self.batches = BatchSource(self.problem, self.solver, self.job_seed, self.dtype, self.device)
+        self.batches = batch_source(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         self.step_data = StepData(self.batches)
         self.last_mom = torch.zeros(self.model.width + 1, dtype=self.dtype, device=self.device)
         if cfg.perturbation == "subspace":

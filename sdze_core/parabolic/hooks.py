@@ -112,3 +112,14 @@ def batch_source(problem, solver, job_seed: int, dtype=torch.float32, device="cp
     from ..residual import BatchSource  # the stationary source (residual.py imports this package)
 
     return BatchSource(problem, solver, job_seed, dtype, device)
+
+
+def estimator_conflict(name: str, estimator: str) -> str | None:
+    """Why ``estimator`` cannot serve catalogue problem ``name`` unbiasedly (None: it can); for config checks."""
+    from .problems import make_parabolic_problem
+
+    try:
+        pr.check_estimator(make_parabolic_problem(name, 3), estimator)
+    except ValueError as e:
+        return str(e)
+    return None
