@@ -185,8 +185,7 @@ class Laplacian:
         for s in range(len(grp.outs)):
             if ("red", want[s]) in self.scatter:
                 res[s][3] = torch.zeros_like(x)
-        block = p.block_size(rows) // 4
-        block = max(256, block)
+        block = p.block_size(rows)
         for i0 in range(w.lo, w.hi, block):
             i1 = min(w.hi, i0 + block)
             W = i1 - i0
@@ -205,9 +204,20 @@ class Laplacian:
                     return (p.coef(name, x.dtype, x.device)[i0 + k : i1 + k], {}, None)
                 return (p._outer_in_block(j, x), {}, None)
 
+            fslab: dict[str, tuple] = {}
             for j in grp.all_ids:
                 ins = p.instrs[j]
                 if not ins.local or ins.op in ("x", "coef"):
+                    continue
+                a0 = p.instrs[ins.args[0]] if ins.args else None
+                if ins.op in FUNC_TABLE and a0.op == "x":  # f(x[i+k]): f, f', f'' once per slab, sliced
+                    if ins.op not in fslab:
+                        f, f1, f2 = FUNC_TABLE[ins.op]
+                        y = f(slab)
+                        fslab[ins.op] = (y, f1(slab, y), f2(slab, y))
+                    k = a0.const - w.kmin
+                    y, y1, y2 = (q[:, k : k + W] for q in fslab[ins.op])
+                    jets[j] = (y, {a0.const: y1}, y2)
                     continue
                 args = [val(a) for a in ins.args]
                 if ins.op in FUNC_TABLE:
@@ -217,18 +227,34 @@ class Laplacian:
                 else:
                     jets[j] = jet_bin(ins.op, args[0], args[1], _gg)
             for s, out in enumerate(grp.outs):
-                v, gr, lap = val(out[1])
-                v = v.expand(rows, W) if v.dim() < 2 else v
+                scattered = res[s][3] is not None
+                if out[2] is not None and not scattered:  # sum(c[i+k]·T, i): T's jets times c by mat-vec
+                    c = val(out[2])[0]
+                    v, gr, lap = val(out[3])
+
+                    def red(q, c=c, W=W):
+                        q = torch.as_tensor(q, dtype=x.dtype, device=x.device)
+                        return q.expand(rows, W) @ c if q.dim() < 2 or q.shape[0] != rows else q @ c
+
+                else:
+                    v, gr, lap = val(out[1])
+
+                    def red(q, W=W):
+                        q = torch.as_tensor(q, dtype=x.dtype, device=x.device)
+                        return q.expand(rows, W).sum(-1) if q.dim() < 2 or q.shape[0] != rows else q.sum(-1)
+
                 r = res[s]
-                r[0] = _addv(r[0], v.sum(-1))
+                r[0] = _addv(r[0], red(v))
                 if lap is not None:
-                    r[1] = _addv(r[1], lap.expand(rows, W).sum(-1) if lap.dim() < 2 else lap.sum(-1))
+                    r[1] = _addv(r[1], red(lap))
                 for k, gk in gr.items():
                     xk = slab[:, k - w.kmin : k - w.kmin + W]
-                    r[2] = _addv(r[2], 2 * (xk * gk).sum(-1))
-                    if r[3] is not None:
+                    r[2] = _addv(r[2], red(xk * gk))  # gk may be a number (∂x_{i+k}/∂x_{i+k} = 1)
+                    if scattered:
                         r[3][:, i0 + k : i1 + k] += gk
         zero = torch.zeros(rows, dtype=x.dtype, device=x.device)
+        for r in res.values():
+            r[2] = None if r[2] is None else 2 * r[2]  # ∇|x|²·∇S = Σ 2 x_{i+k} ∂_k t_i
         return {s: [zero if t is None else t for t in r[:3]] + [r[3]] for s, r in res.items()}
 
     def _eval(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -143,7 +143,8 @@ class PdeProblem:
         self.spec = dict(spec)
         self.name, self.dim = name, d
         self.domain_obj = _domain(spec.get("domain"), d, f"{fld}.domain")
-        coefs = _coefficients(spec.get("coefficients", {}), d, f"{fld}.coefficients", draw=not check_only)
+        small = d <= CHECK_VANISHING_MAX_DIM  # cheap enough to draw and evaluate at submit
+        coefs = _coefficients(spec.get("coefficients", {}), d, f"{fld}.coefficients", draw=not check_only or small)
         self.coefficients = coefs
         self.c = next(iter(coefs.values())) if coefs else torch.zeros(0, dtype=torch.float64)
         names = frozenset(coefs)
@@ -184,7 +185,7 @@ class PdeProblem:
             self.g = prog("boundary", spec["boundary"])
         elif self.exact is not None:
             self.g = prog("boundary", "0")
-            if not check_only or d <= CHECK_VANISHING_MAX_DIM:
+            if not check_only or small:
                 self._check_vanishing(fld)
         else:
             raise PdeError(f"{fld}.boundary", "is required when exact is not given")

@@ -81,7 +81,7 @@ class CoefficientSpec(_Strict):
 class UserProblemSpec(_Strict):
     """A user PDE: ``operator[u] + F(u) = f`` on ``domain``, u = g on its boundary (SPEC §3.1)."""
 
-    name: str | None = Field(None, max_length=80, description="a label shown with the job")
+    name: str | None = Field(None, max_length=200, description="a label shown with the job")
     dim: int = Field(ge=3, le=MAX_DIM, description="spatial dimension d")
     coefficients: dict[str, CoefficientSpec] = Field(default_factory=dict, max_length=MAX_COEF_VECTORS)
     domain: DomainSpec
