@@ -14,14 +14,25 @@ function drawChart(box, xs, series, opts) {
   const width = Math.max(320, Math.min(box.clientWidth || 900, 1100));
   const data = [xs, ...series.map(s => s.values)];
   const fmtTick = (u, vals) => vals.map(v => v == null ? "" : fmt(v, 2));
+  // Log ticks that stay readable: over more than three decades only powers of ten, over more than one only
+  // 1, 2 and 5 times a power of ten (else the labels overlap and the grid turns into a grey band).
+  const decades = (u, splits) => {
+    const ratio = u.scales.y.max / u.scales.y.min;
+    const mantissa = v => Math.round(v / 10 ** Math.floor(Math.log10(v) + 1e-9));
+    const keep = ratio > 1e3 ? [1] : ratio >= 9.99 ? [1, 2, 5] : null;
+    return keep ? splits.map(v => (keep.includes(mantissa(v)) ? v : null)) : splits;
+  };
+  const steps = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7];
   const conf = {
     title: opts.title,
     width,
     height: opts.height || 280,
-    scales: { x: { time: false }, y: opts.logY === false ? {} : { distr: 3, log: 10 } },
+    scales: { x: { time: false }, y: opts.logY === false ? {} : { distr: 3, log: 10, range: logRange } },
     axes: [
-      { label: opts.xLabel, stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ccc" } },
-      { label: opts.yLabel, stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ccc" }, size: 70, values: fmtTick },
+      { label: opts.xLabel, stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ccc" },
+        ...(opts.xLabel === X_AXES.step.label ? { incrs: steps } : {}) },  // whole steps only
+      { label: opts.yLabel, stroke: "#444", grid: { stroke: "#eee" }, ticks: { stroke: "#ccc" }, size: 70,
+        values: fmtTick, ...(opts.logY === false ? {} : { filter: decades }) },
     ],
     series: [
       { label: opts.xLabel, value: (u, v) => v == null ? "–" : fmt(v, 3) },
@@ -47,6 +58,13 @@ function drawChart(box, xs, series, opts) {
     return null;
   }
   return new uPlot(conf, data, box);
+}
+
+// Whole decades around the data (a single value gets one decade either side), so log ticks stay readable.
+function logRange(u, min, max) {
+  if (min == null || max == null) return [0.1, 10];
+  const lo = 10 ** Math.floor(Math.log10(min)), hi = 10 ** Math.ceil(Math.log10(max));
+  return hi > lo ? [lo, hi] : [lo / 10, hi * 10];
 }
 
 // Rows ({step, train_s, …}) to aligned columns for the chosen x axis: rows without an x value are skipped.

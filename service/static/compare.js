@@ -35,7 +35,7 @@ function render() {
     return { xs: kept.map(r => r[xk]), ys: kept.map(r => r[metric]) };
   });
   const { xs, ys } = alignSeries(tables);
-  const series = jobs.map((j, i) => ({ label: label(j), values: ys[i], points: metric !== "loss" }));
+  const series = jobs.map((j, i) => ({ label: label(j), values: ys[i], points: metric === "loss" ? undefined : true }));
   if (m.nulls) {
     const nulls = [...new Set(jobs.map(j => j.null).filter(v => v != null))];
     nulls.forEach((v, i) => series.push({ label: "constant null" + (nulls.length > 1 ? " " + (i + 1) : ""),

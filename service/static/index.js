@@ -70,7 +70,7 @@ function row(j) {
     ...accuracyCells(j),
     el("td", {}, (j.spec.problem.name || "custom") + " d=" + j.spec.problem.dim),
     el("td", {}, j.spec.solver.method),
-    el("td", { class: "muted" }, j.created_at));
+    el("td", { class: "muted", title: j.created_at }, (j.created_at || "").slice(0, 19).replace("T", " ")));
 }
 
 updateCompare();

@@ -58,7 +58,7 @@ function renderCurves() {
   const { xs, cols } = columns(rows, xAxis, ["loss", "rel_l2", ...resKeys]);
   const xLabel = X_AXES[xAxis].label;
   drawChart(document.getElementById("loss-chart"), xs,
-    [{ label: "training loss (mean residual²)", values: cols.loss, points: false }],
+    [{ label: "training loss (mean residual²)", values: cols.loss }],
     { title: "Training loss", xLabel, yLabel: "loss" });
   const errBox = document.getElementById("error-chart"), note = document.getElementById("error-note");
   if (cols.rel_l2.some(v => v != null) || !resKeys.length) {
