@@ -22,7 +22,6 @@ from sdze_core.spec import JobSpec
 
 from .admission import Capacity, capacity_from_ray, waiting_reason
 from .job_store import Job, JobStore
-from .reasons import one_line, write_error_log
 from .local_ray import LocalRay
 from .reasons import one_line, write_error_log
 from .settings import Settings
