@@ -22,7 +22,9 @@ import httpx
 import pytest
 
 from service.client import Client
+from service.job_store import JobStore
 from service.reasons import one_line, strip_ansi, write_error_log
+from service.routers.history import null_rel_l2, rows_from_events
 from service.testing import ServerProcess, wait_for_job
 
 TOKEN = "page-token-123"
@@ -77,6 +79,30 @@ def test_error_log_keeps_the_full_text_without_colours(tmp_path):
     assert "\x1b" not in text
     assert "ray::ReplicaWorker.__init__() (pid=8496" in text  # the log keeps what the line drops
     assert 'raise MemoryError("cannot allocate 8.0 GiB for the batch")' in text and "WorkersLost: x" in text
+
+
+# ------------------------------------------------------------------------------ history from stored events
+def test_rows_from_events_take_test_metrics_from_evaluations_only(tmp_path):
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    job, _ = store.create_job("me", {"problem": {"name": "poisson_two_body", "dim": 5}}, "sha", None, 10)
+    base = {"steps": 30, "steps_per_s": 5.0, "eta_s": 1.0}
+    for step, event, rel, val in [
+        (1, "step", 0.9, 3.0),
+        (5, "eval", 0.5, 2.0),
+        (7, "step", 0.5, 2.0),
+        (10, "done", 0.25, 1.5),
+    ]:
+        data = {**base, "step": step, "loss": 10.0 / step, "train_s": 0.1 * step, "event": event}
+        store.set_progress(job.id, {**data, "rel_l2": rel, "aniso_ratio": rel / 0.05, "val_residual": val})
+    store.add_event(job.id, "state", {"state": "running"})
+    store.set_progress(job.id, {**base, "step": 10, "loss": 1.0, "train_s": 1.0, "event": "step"})  # repeats step 10
+    rows = rows_from_events(store, job.id)
+    assert [r["step"] for r in rows] == [1, 5, 7, 10]
+    assert [r.get("rel_l2") for r in rows] == [None, 0.5, None, 0.25]  # step events repeat the last evaluation
+    assert [r.get("val_residual") for r in rows] == [None, 2.0, None, 1.5]  # residual metrics ride along
+    assert rows[-1]["loss"] == 1.0 and rows[0]["train_s"] == pytest.approx(0.1)
+    assert null_rel_l2(store.get(job.id), rows) == pytest.approx(0.05)  # rel_l2 / aniso_ratio of an evaluation
+    store.close()
 
 
 # ------------------------------------------------------------------------------- a real server, real jobs

@@ -35,7 +35,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["history"])
 HISTORY = "history.csv"
 ERROR_LOG = "error.log"
 EVAL_EVENTS = frozenset({"eval", "done"})  # progress events whose test metrics were measured at their step
-RESIDUAL_PREFIXES = ("residual", "boundary")  # metrics of problems without an exact solution (SPEC §3.1)
+RESIDUAL_PREFIXES = ("val_residual", "residual_", "boundary_")  # what problems without an exact solution report
 EVENTS_PAGE = 5000
 
 

@@ -87,9 +87,18 @@ function oneLine(reason) {
 const HELP = "/help/metrics";
 const ANISO_HELP = "aniso = rel L2 ÷ rel L2 of the best constant (the null): below 1, the model learned more than a constant.";
 
-// Residual metrics (problems without an exact solution) from a progress or metrics object.
+// Residual metrics (what problems without an exact solution report) and how to call them.
+const RESIDUAL = /^(val_residual|residual_|boundary_)/;
+const RESIDUAL_NAMES = {
+  val_residual: "held-out residual (RMS)", residual_rms: "test residual (RMS)", residual_rel: "test residual (relative)",
+  boundary_rms: "boundary error (RMS)", boundary_rel: "boundary error (relative)",
+};
+const metricName = k => RESIDUAL_NAMES[k] || k.replace(/_/g, " ");
+
 function residualMetrics(obj) {
-  return Object.entries(obj || {}).filter(([k, v]) => /^(residual|boundary)/.test(k) && typeof v === "number");
+  const order = k => (k in RESIDUAL_NAMES ? Object.keys(RESIDUAL_NAMES).indexOf(k) : 99);
+  return Object.entries(obj || {}).filter(([k, v]) => RESIDUAL.test(k) && typeof v === "number")
+    .sort((a, b) => order(a[0]) - order(b[0]));
 }
 
 // The accuracy the user should look at: rel L2 and aniso where an exact solution exists, else residual metrics.
@@ -112,6 +121,15 @@ function specFacts(spec) {
   const p = spec.problem || {}, s = spec.solver || {}, r = spec.resources || {};
   const budget = [s.steps != null ? s.steps + " steps" : null, s.time_limit_s != null ? s.time_limit_s + " s" : null]
     .filter(Boolean).join(" or ") || "–";
-  return [["problem", (p.name || "custom PDE") + ", d = " + p.dim], ["method", s.method || "sdze"],
-    ["budget", budget], ["workers", r.workers ?? 1], ["seed", spec.seed ?? "–"]];
+  const facts = [["problem", (p.name || "custom PDE") + ", d = " + p.dim]];
+  if (p.domain) facts.push(["domain", Object.entries(p.domain).map(([k, v]) => k + " " + JSON.stringify(v)).join(", ")]);
+  if (p.pde) {  // a user PDE, shown as written: operator[u] + F(u) = f
+    const op = Object.entries(p.pde.operator || {}).map(([k, c]) => (c === 1 ? "" : c + "·") + k + "[u]").join(" + ");
+    facts.push(["PDE", (op || "0") + (p.pde.reaction ? " + (" + p.pde.reaction + ")" : "") + " = " +
+      (p.pde.source ?? "derived from the exact solution")]);
+  }
+  if (p.boundary) facts.push(["boundary u =", p.boundary]);
+  if (p.exact) facts.push(["exact u* =", p.exact]);
+  return facts.concat([["method", s.method || "sdze"], ["budget", budget], ["workers", r.workers ?? 1],
+    ["seed", spec.seed ?? "–"]]);
 }

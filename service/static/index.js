@@ -43,7 +43,7 @@ function accuracyCells(j) {
   const acc = accuracy(j.progress, j.metrics);
   if (acc.residual.length) {
     const [k, v] = acc.residual[0];
-    return [el("td", { title: "no exact solution: " + k }, k.replace(/_/g, " ") + " " + fmt(v)),
+    return [el("td", { title: "no exact solution: " + metricName(k) }, metricName(k) + " " + fmt(v)),
       el("td", { class: "muted", title: "no exact solution, so no null" }, "n/a")];
   }
   return [el("td", {}, fmt(acc.rel)), el("td", {}, anisoBadge(acc.aniso))];

@@ -41,7 +41,7 @@ function renderJob() {
   const acc = accuracy(p, j.metrics);
   const out = [["step", (p.step == null ? "–" : p.step) + (p.steps ? " / " + p.steps : "")], ["loss", fmt(p.loss)]];
   if (acc.residual.length) {
-    for (const [k, v] of acc.residual) out.push([k.replace(/_/g, " "), fmt(v)]);
+    for (const [k, v] of acc.residual) out.push([metricName(k), fmt(v)]);
     out.push(["rel L2", "– (no exact solution: residual metrics instead)"]);
   } else {
     out.push(["rel L2", fmt(acc.rel)], ["aniso", anisoBadge(acc.aniso)], ["null rel L2", fmt(m.null_rel_l2 ?? nullRel)]);
@@ -54,7 +54,7 @@ function renderJob() {
 }
 
 function renderCurves() {
-  const resKeys = [...new Set(rows.flatMap(r => Object.keys(r).filter(k => /^(residual|boundary)/.test(k))))];
+  const resKeys = [...new Set(rows.flatMap(r => Object.keys(r).filter(k => RESIDUAL.test(k) && r[k] != null)))];
   const { xs, cols } = columns(rows, xAxis, ["loss", "rel_l2", ...resKeys]);
   const xLabel = X_AXES[xAxis].label;
   drawChart(document.getElementById("loss-chart"), xs,
@@ -69,7 +69,7 @@ function renderCurves() {
     note.textContent = nullRel ? "Dashed line: the best constant multiple of the boundary factor (the null, " +
       fmt(nullRel) + "). Below the line = learned more than a constant (aniso < 1)." : "";
   } else {
-    drawChart(errBox, xs, resKeys.map(k => ({ label: k.replace(/_/g, " "), values: cols[k], points: true })),
+    drawChart(errBox, xs, resKeys.map(k => ({ label: metricName(k), values: cols[k], points: true })),
       { title: "PDE residual on held-out points (no exact solution)", xLabel, yLabel: "residual" });
     errBox.dataset.null = "";
     note.textContent = "This problem has no exact solution, so there is no rel L2 or null; the residual shows progress.";
