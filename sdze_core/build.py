@@ -30,6 +30,7 @@ from .config import (
 from .knobs import ADAM_KNOBS, KNOBS
 from .parabolic.hooks import estimator_conflict
 from .parabolic.problems import PARABOLIC_CATALOGUE
+from .pde.schema import pde_order
 from .problems import CATALOGUE
 
 if TYPE_CHECKING:
@@ -55,11 +56,14 @@ class ConfigConflict(ValueError):
         super().__init__("; ".join(f"{', '.join(c.fields)}: {c.msg}" for c in conflicts))
 
 
-def is_biharmonic(problem_name: str) -> bool:
+def is_biharmonic(problem_name: str, pde: str | None = None) -> bool:
+    """A fourth-order problem: the catalogue's biharmonic one, or a user PDE (``pde`` JSON) with Δ²."""
+    if pde is not None:
+        return pde_order(pde) == 4
     return problem_name in CATALOGUE and CATALOGUE[problem_name][2] == "biharmonic"
 
 
-def solver_config(solver, problem_name: str) -> SolverConfig:
+def solver_config(solver, problem_name: str, pde: str | None = None) -> SolverConfig:
     """``SolverSpec`` → ``SolverConfig``: the method's preset with every knob the spec sets (not None)."""
     s = solver
     preset = PRESETS[s.method]
@@ -71,7 +75,7 @@ def solver_config(solver, problem_name: str) -> SolverConfig:
         zo = dataclasses.replace(preset, **overrides)
         adam = PRESETS["sdgd_adam"]  # not read by a zeroth-order method
     estimator = s.estimator or (
-        "gauss" if is_biharmonic(problem_name) else ("hte" if s.method == "hte_adam" else "sdgd")
+        "gauss" if is_biharmonic(problem_name, pde) else ("hte" if s.method == "hte_adam" else "sdgd")
     )
     return SolverConfig(
         method=s.method,
@@ -88,10 +92,11 @@ def solver_config(solver, problem_name: str) -> SolverConfig:
 
 def run_config(spec: JobSpec) -> RunConfig:
     """The full run configuration of a validated spec (no checks: see ``conflicts``)."""
+    pde = spec.problem.canonical_json() if spec.problem.is_user_pde else None
     return RunConfig(
-        problem=ProblemConfig(spec.problem.name, spec.problem.dim, spec.problem.seed),
+        problem=ProblemConfig(spec.problem.name or "user", spec.problem.dim, spec.problem.seed, pde),
         model=ModelConfig(spec.model.width, spec.model.depth),
-        solver=solver_config(spec.solver, spec.problem.name),
+        solver=solver_config(spec.solver, spec.problem.name or "user", pde),
         eval=EvalConfig(spec.eval.test_points, spec.eval.every, sample_points=spec.eval.sample_points),
         seed=spec.seed,
         dtype=spec.dtype,
@@ -169,7 +174,7 @@ def conflicts(cfg: RunConfig, given: set[str] | None = None) -> list[Conflict]:
             )
     else:
         out.extend(zo_conflicts(s.zo))
-    if is_biharmonic(cfg.problem.name) and s.estimator != "gauss":
+    if is_biharmonic(cfg.problem.name, cfg.problem.pde) and s.estimator != "gauss":
         out.append(Conflict(("estimator", "problem.name"), "the biharmonic operator needs estimator 'gauss'"))
     if cfg.problem.name in PARABOLIC_CATALOGUE:  # terminal-value problems: estimators that stay unbiased there
         why = estimator_conflict(cfg.problem.name, s.estimator)

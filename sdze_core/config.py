@@ -14,6 +14,7 @@ class ProblemConfig:
     name: str
     dim: int
     seed: int = 0
+    pde: str | None = None  # a user PDE: the canonical JSON of its §3.1 form (name is then "user"; docs/pde.md)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ from .model import MLP
 from .parabolic import solving as parabolic
 from .parabolic.evaluation import compose
 from .parabolic.problems import PARABOLIC_CATALOGUE, ParabolicProblem, make_parabolic_problem
+from .pde.metrics import user_pde_metrics
 from .problems import Problem, make_problem
+from .problems import build_problem as build_user_or_named
 from .sampling import TestSet
 from .schedule import LinearDecay
 from .seeds import derive
@@ -60,6 +62,8 @@ def resolve_device(device: str) -> str:
 def build_problem(cfg: RunConfig, dtype: torch.dtype = torch.float64) -> Problem | ParabolicProblem:
     if cfg.problem.name in PARABOLIC_CATALOGUE:  # terminal-value problems on x̃ = (x, t) (parabolic/)
         return make_parabolic_problem(cfg.problem.name, cfg.problem.dim)
+    if cfg.problem.pde is not None:  # a user PDE written out in the job spec (pde/, docs/pde.md)
+        return build_user_or_named(cfg.problem.name, cfg.problem.dim, cfg.problem.seed, cfg.problem.pde, dtype)
     return make_problem(cfg.problem.name, cfg.problem.dim, seed=cfg.problem.seed, dtype=dtype)
 
 
@@ -128,7 +132,7 @@ class Solver:
         n = torch.addmm(m.b[-1], h, m.W[-1].detach().t())[:, 0]
         if self.parabolic:
             return compose(self.problem, x, n)  # u = g(x) + (T − t)·N(x, t) at x̃ = (x, t)
-        return self.problem.boundary(x) * n
+        return self.problem.ansatz(x, n)  # u = g + B·N (g ≡ 0 for the catalogue)
 
     def evaluate_test(self) -> dict[str, float]:
         if self.parabolic:  # rel L2 and nulls where u* is known, the reference-point error where u(0, x₀) is
@@ -137,6 +141,11 @@ class Solver:
 
     def _evaluate_stationary(self) -> dict[str, float]:
         """Test accuracy (needs u*) and the held-out PDE residual (``validation``: never reads u*)."""
+        if self.cfg.problem.pde is not None:  # user PDE: residual + boundary error, accuracy where u* exists
+            low = self.engine.lowrank_terms(None) if self.zeroth_order else None
+            seed = derive(self.cfg.seed, "validation", self.cfg.problem.seed)
+            ts = test_set(self.cfg, self.problem)
+            return user_pde_metrics(self.problem, self.model, low, self.predict, ts, seed, self.dtype, self.device)
         out = evaluate(self.problem, self.predict, test_set(self.cfg, self.problem), self.dtype, self.device)
         low = self.engine.lowrank_terms(None) if self.zeroth_order else None
         seed = derive(self.cfg.seed, "validation", self.cfg.problem.seed)
@@ -195,7 +204,8 @@ class Solver:
                 "dim": str(self.cfg.problem.dim),
                 "problem_seed": str(self.cfg.problem.seed),
                 "activation": "tanh",
-                "output": "u(x, t) = g(x) + (T - t) * N(x, t)" if self.parabolic else "u(x) = B(x) * N(x)",
+                "output": "u(x, t) = g(x) + (T - t) * N(x, t)" if self.parabolic else "u(x) = g(x) + B(x) * N(x)",
+                **({"pde": self.cfg.problem.pde} if self.cfg.problem.pde is not None else {}),
             },
         )
         (parabolic.write_samples if self.parabolic else write_samples)(self, out_dir / "samples.npz")
@@ -217,7 +227,8 @@ def write_samples(solver: Solver, path: Path, max_floats: int = 20_000_000, head
         (xs if full else xh).append((x if full else x[:, :head]).cpu().numpy())
         rs.append(x.norm(dim=1).cpu().numpy())
         up.append(solver.predict(x).double().cpu().numpy())
-        ue.append(solver.problem.u_exact(x).cpu().numpy())
+        has_exact = getattr(solver.problem, "has_exact", True)  # user PDEs may have no u*: NaN then
+        ue.append(solver.problem.u_exact(x).cpu().numpy() if has_exact else np.full(x.shape[0], np.nan))
         bs.append(solver.problem.boundary(x).cpu().numpy())
         if got >= n:
             break

@@ -18,6 +18,7 @@ from .build import PRESET_KNOBS, conflicts, run_config
 from .config import FIRST_ORDER_METHODS, RunConfig
 from .knobs import KNOBS, Knob
 from .parabolic.problems import PARABOLIC_NAMES
+from .pde.schema import PdeFields
 from .problems import CATALOGUE
 
 MAX_DIM = 10_000_000
@@ -27,8 +28,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
-class ProblemSpec(_Strict):
-    name: Literal[tuple(CATALOGUE) + PARABOLIC_NAMES]  # type: ignore[valid-type]  # parabolic: docs/time-dependent.md
+class ProblemSpec(PdeFields):
+    """A catalogue ``name``, or the user's own PDE written out (``pde``, ``domain``, …: docs/pde.md, SPEC §3.1)."""
+
+    name: Literal[tuple(CATALOGUE) + PARABOLIC_NAMES] | None = None  # type: ignore[valid-type]  # parabolic: docs/time-dependent.md
     dim: int = Field(ge=3, le=MAX_DIM, description="spatial dimension d")
     seed: int = Field(0, ge=0, lt=2**63, description="seed of the coefficients c_i")
 

@@ -41,12 +41,15 @@ def residual_metrics(
     chunk: int = 256,
 ) -> dict[str, float]:
     """Held-out residual and boundary error of ``model`` on ``problem`` (catalogue or user PDE)."""
+    exact = problem.order == 2 and problem.dim <= exact_max_dim
+    S = problem.dim if exact else samples
+    chunk = max(1, min(chunk, (1 << 24) // (S * model.width)))  # jet tensors (rows, S, h) of ≤ 2^24 numbers
     test = TestSet(problem, test_points, derive(seed, "residual-test"), chunk)
     rr = ff = 0.0
     for k, x64 in enumerate(test.chunks(torch.float64, device)):
         x = x64.to(dtype)
         gen = generator(derive(seed, "residual-dirs", k), device)
-        if problem.order == 2 and problem.dim <= exact_max_dim:
+        if exact:
             dirs = Directions(order=2, weight=1.0, idx=torch.arange(problem.dim, device=device))
         else:
             kind = "gauss" if problem.order == 4 else "sdgd"
@@ -76,4 +79,52 @@ def residual_metrics(
         gn = float(g.square().mean().sqrt())
         out["boundary_rms"] = err
         out["boundary_rel"] = err / gn if gn > 0 else float("nan")
+    return out
+
+
+def effective_mlp(model: MLP, lowrank: list | None) -> MLP:
+    """The network with its pending low-rank updates folded in: W_l + M_l V_lᵀ for each hidden layer l
+    (the first layer's term is h × d, the size of W₁ itself)."""
+    if not lowrank or all(t is None for t in lowrank):
+        return model
+    W = [w.detach() for w in model.W]
+    for l, t in enumerate(lowrank):
+        if t is not None and t.V is not None:
+            W[l] = W[l] + t.M @ t.V.t()
+    return MLP(W, [b.detach() for b in model.b])
+
+
+def exact_metrics(problem, predict, test: TestSet, dtype=torch.float32, device="cpu") -> dict[str, float]:
+    """rel L2 ‖u_θ − u*‖/‖u*‖ and the constant null of the ansatz, min_K ‖u* − g − K·B‖/‖u*‖ (SPEC §3.1:
+    the best K·B plus g), on the test set; ``predict`` maps points to u_θ = g + B·N."""
+    se = uu = rb = bb = rr = 0.0
+    for x64 in test.chunks(torch.float64, device):
+        u_star = problem.u_exact(x64)
+        r = u_star - problem.boundary_value(x64)
+        B = problem.boundary(x64)
+        with torch.no_grad():
+            u = predict(x64.to(dtype)).double()
+        se += float((u - u_star).square().sum())
+        uu += float(u_star.square().sum())
+        rb += float((r * B).sum())
+        bb += float(B.square().sum())
+        rr += float(r.square().sum())
+    rel = math.sqrt(se / uu)
+    null = math.sqrt(max(rr - rb * rb / bb, 0.0) / uu)
+    return {"rel_l2": rel, "null_rel_l2": null, "aniso_ratio": rel / null if null > 0 else float("inf")}
+
+
+def user_pde_metrics(
+    problem, model: MLP, lowrank: list | None, predict, test: TestSet, seed: int, dtype=torch.float32, device="cpu"
+) -> dict[str, float | None]:
+    """Everything a user PDE's evaluation reports: rel L2 / null / aniso where u* exists (else None), the
+    held-out residual (also as ``val_residual``, the trainer's best-state criterion) and the boundary error."""
+    out: dict[str, float | None] = {"rel_l2": None, "null_rel_l2": None, "aniso_ratio": None}
+    if problem.has_exact:
+        out.update(exact_metrics(problem, predict, test, dtype, device))
+    n = max(64, min(test.n, 2000))
+    res = residual_metrics(problem, effective_mlp(model, lowrank), n, seed, dtype, device)
+    out.update(res)
+    out["val_residual"] = res["residual_rms"]
+    out["val_points"] = n
     return out

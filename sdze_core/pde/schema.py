@@ -78,24 +78,45 @@ class CoefficientSpec(_Strict):
     high: Number | None = None
 
 
-class UserProblemSpec(_Strict):
-    """A user PDE: ``operator[u] + F(u) = f`` on ``domain``, u = g on its boundary (SPEC §3.1)."""
+class PdeFields(_Strict):
+    """The fields of a written-out PDE (SPEC §3.1). ``ProblemSpec`` (the job's ``problem``) derives from it: a
+    problem is either a catalogue ``name`` or ``pde`` + ``domain`` (+ ``boundary``, ``exact``, ``coefficients``)."""
 
-    name: str | None = Field(None, max_length=200, description="a label shown with the job")
-    dim: int = Field(ge=3, le=MAX_DIM, description="spatial dimension d")
-    coefficients: dict[str, CoefficientSpec] = Field(default_factory=dict, max_length=MAX_COEF_VECTORS)
-    domain: DomainSpec
-    pde: PdeSpec
+    coefficients: dict[str, CoefficientSpec] | None = Field(
+        None, max_length=MAX_COEF_VECTORS, description="named coefficient vectors c[i] (user PDEs)"
+    )
+    domain: DomainSpec | None = Field(None, description="ball, annulus or cube (user PDEs)")
+    pde: PdeSpec | None = Field(None, description="operator, reaction F(u), source f(x): the PDE written out")
     boundary: str | None = Field(None, max_length=MAX_CHARS, description="g(x) (default 0 if exact vanishes there)")
     exact: str | None = Field(None, max_length=MAX_CHARS, description="u*(x), optional")
 
     @field_validator("boundary", "exact")
     @classmethod
     def _expr(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return _syntax(v, info.field_name, set(info.data.get("coefficients") or {}))
+        return _syntax(v, info.field_name, None)  # coefficient names are checked with the whole problem
+
+    @property
+    def is_user_pde(self) -> bool:
+        return self.pde is not None
 
     @model_validator(mode="after")
-    def _bind(self) -> UserProblemSpec:
+    def _pde_form(self) -> PdeFields:
+        name = getattr(self, "name", None)
+        if self.pde is None:
+            extra = [k for k in ("coefficients", "domain", "boundary", "exact") if getattr(self, k) is not None]
+            if extra:
+                raise PydanticCustomError(
+                    "pde_form", "{fields}: only with a written-out PDE (add pde)", {"fields": ", ".join(extra)}
+                )
+            if name is None:
+                raise PydanticCustomError(
+                    "pde_form", "give a catalogue name, or write the PDE out (pde, domain, ...: docs/pde.md)"
+                )
+            return self
+        if name is not None:
+            raise PydanticCustomError("pde_form", "name (a catalogue problem) and pde (your own PDE) are exclusive")
+        if self.domain is None:
+            raise PydanticCustomError("pde_form", "problem.domain: required with pde")
         try:
             problem_from_spec(self.as_dict(), check_only=True)
         except PdeError as e:
@@ -103,13 +124,29 @@ class UserProblemSpec(_Strict):
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        """The plain JSON form that ``problem_from_spec`` reads (None fields dropped)."""
-        return self.model_dump(exclude_none=True, mode="json")
+        """The plain JSON form that ``problem_from_spec`` reads: dim and the §3.1 fields (None dropped)."""
+        keys = {"dim", "coefficients", "domain", "pde", "boundary", "exact"}
+        return {k: v for k, v in self.model_dump(exclude_none=True, mode="json").items() if k in keys}
 
     def canonical_json(self) -> str:
+        """Sorted, compact JSON: what ``ProblemConfig.pde`` carries to the workers."""
         return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
 
     @property
     def order(self) -> int:
-        op = self.pde.operator
-        return 4 if op.biharmonic not in (None, 0, 0.0) else 2
+        op = self.pde.operator if self.pde is not None else None
+        return 4 if op is not None and op.biharmonic not in (None, 0, 0.0) else 2
+
+
+class UserProblemSpec(PdeFields):
+    """A user PDE on its own: ``operator[u] + F(u) = f`` on ``domain``, u = g on its boundary (SPEC §3.1)."""
+
+    dim: int = Field(ge=3, le=MAX_DIM, description="spatial dimension d")
+
+
+def pde_order(pde_json: str | None) -> int:
+    """Derivative order (2 or 4) of a user PDE given as canonical JSON; 2 when None."""
+    if not pde_json:
+        return 2
+    op = json.loads(pde_json).get("pde", {}).get("operator", {})
+    return 4 if op.get("biharmonic") not in (None, 0, 0.0) else 2
