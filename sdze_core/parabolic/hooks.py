@@ -44,7 +44,7 @@ class ParabolicBatchSource:
             self._cache = {k: v for k, v in self._cache.items() if k[0] >= step}
             s = self.solver
             gen = generator(self.seed(step, worker), self.device)
-            xt = sample_points(self.problem, s.batch_size, gen, self.dtype, self.device)
+            xt = sample_points(self.problem, s.batch_size, gen, self.dtype, self.device, self.problem.train_law)
             spatial = pr.sample_spatial(s.estimator, self.problem.dim, s.samples, gen, self.dtype, self.device)
             hit = pr.batch_from_points(self.problem, xt, spatial)
             self._cache[key] = hit

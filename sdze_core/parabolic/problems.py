@@ -9,7 +9,8 @@ Facts (equations, T, g, reference values) are those of the SDGD/STDE/DeepBSDE/FB
 ``research/time-dependent.md``; the exact solutions are derived here and checked against autograd in the tests.
 Point laws (``law``): "gaussian"  x = x₀ + √(2νt)·ξ (the marginal of the diffusion dX = √(2ν) dW from x₀, STDE's
 N(0, 2tI) for ν = 1); "gbm"  x_i = x₀_i·exp(σ√t ξ_i − σ²t/2), σ² = 2κ (geometric Brownian motion, FBSNN's
-Black–Scholes–Barenblatt paths). t ~ U[0, T] for both.
+Black–Scholes–Barenblatt paths). t ~ U[0, T] for both. ``train_law`` "paths" (SDGD's sampler: Brownian paths from
+x₀ on a time grid, so batches include (0, x₀)) trains the two point-reference problems; see ``sampling``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ParabolicProblem:
     power: float = 2.0
     const: float = 0.0
     law: str = "gaussian"
+    train_law: str | None = None  # law of the training batches when it differs from the test law ("paths")
     x0: str = "zero"
     exact: str | None = None
     reference: float | None = None
@@ -152,6 +154,7 @@ def _heat(d: int) -> ParabolicProblem:
         0.3,
         Terminal("radial", "heat"),
         reaction="heat",
+        train_law="paths",
         reference=HEAT_REFERENCE.get(d),
     )
 
@@ -163,6 +166,7 @@ def _allen_cahn(d: int) -> ParabolicProblem:
         0.3,
         Terminal("argmax"),
         reaction="allen_cahn",
+        train_law="paths",
         reference=ALLEN_CAHN_REFERENCE.get(d),
         notes=("g = arctan(max_i x_i) per point (STDE's code takes one max over the whole batch: a bug)",),
     )

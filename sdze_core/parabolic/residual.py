@@ -10,6 +10,12 @@ B's jet is [τ, −1, 0] and g's is [g, 0, 0]. From the u-jet [u₀, u₁, u₂]
 and with the spatial weight w (d/S for SDGD coordinates, 1/S for Rademacher/HTE, 1 for "exact"):
     R̂ = u_t + Σ_s w(ν + κ x_{i_s}²) D_s²u + Σ_s w β (x·v_s) D_s u + reaction(u) + μ Σ_s w (D_s u)²
          + ρ Σ_s w |D_s u|^p + c₀.
+**g's part is exact (a control variate).** g is known in closed form and every sum over coordinates of its
+derivatives costs O(d) (``Terminal.sums``), so the sampled sums are corrected by the per-point, θ-independent
+shift  c = Σ_i a_i ∂²_ii g − Σ_s w a_s D_s²g  (+ the same for the drift and μ(|∇g|² − Σ_s w (D_s g)²)): only the
+network's part τN (and its cross terms with ∇g) is sampled. E[c] = 0, so nothing below changes, but the variance
+of g's derivatives — which dominates at high d (e.g. SDGD's (d/S)·[i* ∈ I] for arctan(max x), or x_i²-weighted
+terms of a radial g) — is gone. Σ|∂_i u|^p is not polynomial in ∂_i g, so it stays fully sampled.
 Each sampled sum is an unbiased estimate of its term (E over coordinates without replacement of (d/S)Σ_{i∈I} a_i
 = Σ a_i; E over Rademacher v of (v·a)(v·b) = a·b), and R̂ is affine in those sums, so E[R̂] = R exactly —
 including the |∇u|² and Σ|∂_i u|^p terms, because they are estimated as sampled sums of squares/powers, not as a
@@ -47,7 +53,8 @@ class ParabolicBatch:
     ``x`` (N, d+1) is the network input x̃; ``dirs`` the S + 1 joint directions over d + 1 coordinates (spatial,
     then e_t) that ``FirstLayer``/``DataBasis`` read; ``spatial`` the same S directions over d coordinates.
     ``gjet``/``bjet``: the jets of g and of B = τ along the joint directions ([(N, 1), (N, S+1), (N, S+1) or None]);
-    ``a2``/``a1`` (N, S): weights of D_s²u and D_s u in R̂; ``aux`` per-point data of the reaction (or None).
+    ``a2``/``a1`` (N, S): weights of D_s²u and D_s u in R̂; ``aux`` per-point data of the reaction (or None);
+    ``shift`` (N,): the exact-minus-sampled terms of g (the control variate; 0 for "exact" directions).
     """
 
     x: Tensor
@@ -58,6 +65,7 @@ class ParabolicBatch:
     a2: Tensor
     a1: Tensor
     aux: Tensor | None
+    shift: Tensor | None = None
 
     @property
     def tau(self) -> Tensor:
@@ -104,6 +112,10 @@ def batch_from_points(problem: ParabolicProblem, xt: Tensor, spatial: Directions
         a2 = a2 + (w * problem.kappa) * x64.index_select(1, spatial.idx).square()
     a1 = (w * problem.beta) * sp64.dot(x64) if problem.beta != 0.0 else torch.zeros_like(g1)
     aux = problem.reaction_aux(x64, t64)
+    lap_g, xxlap_g, xgrad_g, grad2_g = problem.terminal.sums(x64)
+    shift = problem.nu * lap_g + problem.kappa * xxlap_g + problem.beta * xgrad_g - (a2 * g2 + a1 * g1).sum(1)
+    if problem.grad_sq != 0.0:
+        shift = shift + problem.grad_sq * (grad2_g - w * g1.square().sum(1))
     zero = torch.zeros_like(g).unsqueeze(1)
     tau = (problem.T - t64).unsqueeze(1)
     gjet = [g.unsqueeze(1), torch.cat([g1, zero], 1), torch.cat([0.5 * g2, zero], 1)]
@@ -118,6 +130,7 @@ def batch_from_points(problem: ParabolicProblem, xt: Tensor, spatial: Directions
         cast(a2),
         cast(a1),
         cast(aux),
+        cast(shift),
     )
 
 
@@ -160,6 +173,8 @@ def residual(problem: ParabolicProblem, batch: ParabolicBatch, u: Jet) -> Tensor
         R = R + (problem.grad_pow * w) * u1.abs().pow(problem.power).sum(1)
     if problem.const != 0.0:
         R = R + problem.const
+    if batch.shift is not None:
+        R = R + batch.shift
     return R
 
 

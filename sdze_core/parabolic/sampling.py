@@ -2,10 +2,15 @@
 
 "gaussian": x = x₀ + √(2νt)·ξ, ξ ~ N(0, I_d); "gbm": x_i = x₀_i·exp(σ√t ξ_i − σ²t/2), σ² = 2κ. The draw order is
 fixed (t, then ξ) so a seed names one set of points. Test sets are seeded and generated chunk by chunk.
+"paths" (SDGD's sampler): ⌈n/K⌉ Brownian paths X = x₀ + √(2ν)W observed at the K = 10 grid times t_k = kT/K,
+k = 0 … K−1 (path-major, the first n points): the same marginals as "gaussian" at those times, but one point in K
+sits at (t, x) = (0, x₀) — the reference point of the point-reference problems, which the marginal law reaches
+only as t → 0 (at d = 10³ its points have |x| ≈ √(2000t)).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,22 +20,46 @@ from torch import Tensor
 from ..seeds import derive, generator
 from .problems import ParabolicProblem
 
+PATH_TIMES = 10
 
-def sample_points(problem: ParabolicProblem, n: int, gen: torch.Generator, dtype=torch.float32, device="cpu") -> Tensor:
-    """n points x̃ (n, d+1): the d spatial coordinates, then t in the last column."""
+
+def _paths(problem: ParabolicProblem, n: int, gen: torch.Generator, dtype, device) -> Tensor:
+    d, K = problem.dim, PATH_TIMES
+    M = -(-n // K)
+    dt = problem.T / K
+    steps = torch.randn(M, K, d, generator=gen, dtype=dtype, device=device).mul_(math.sqrt(2 * problem.nu * dt))
+    steps[:, 0] = 0.0  # t₀ = 0: the path starts at x₀
+    x = steps.cumsum_(1).add_(problem.origin(dtype, device))
+    t = (torch.arange(K, dtype=dtype, device=device) * dt).expand(M, K)
+    return torch.cat([x, t.unsqueeze(-1)], -1).reshape(M * K, d + 1)[:n].contiguous()
+
+
+def sample_points(
+    problem: ParabolicProblem,
+    n: int,
+    gen: torch.Generator,
+    dtype=torch.float32,
+    device="cpu",
+    law: str | None = None,
+) -> Tensor:
+    """n points x̃ (n, d+1): the d spatial coordinates, then t in the last column. ``law`` overrides the
+    problem's ``law`` (``train_law`` for training batches)."""
+    law = law or problem.law
     d = problem.dim
+    if law == "paths":
+        return _paths(problem, n, gen, dtype, device)
     t = torch.rand(n, generator=gen, dtype=dtype, device=device) * problem.T
     xt = torch.empty(n, d + 1, dtype=dtype, device=device)
     x = xt[:, :d]
     x.normal_(generator=gen)
     x0 = problem.origin(dtype, device)
-    if problem.law == "gaussian":
+    if law == "gaussian":
         x.mul_((2 * problem.nu * t).sqrt().unsqueeze(1)).add_(x0)
-    elif problem.law == "gbm":
+    elif law == "gbm":
         s2 = 2 * problem.kappa
         x.mul_((s2 * t).sqrt().unsqueeze(1)).sub_((0.5 * s2 * t).unsqueeze(1)).exp_().mul_(x0)
     else:
-        raise ValueError(f"unknown law {problem.law!r}")
+        raise ValueError(f"unknown law {law!r}")
     xt[:, d] = t
     return xt
 

@@ -8,6 +8,11 @@ over the d spatial coordinates (coordinate indices or dense vectors v_s); result
 - ridge    g = a + φ(λ Σ_i x_i): D_v g = λφ'(λΣx) Σv,  D_v² g = λ²φ''(λΣx) (Σv)²
 - argmax   g = arctan(m), m = max_i x_i (smooth wherever the maximiser i* is unique, i.e. almost surely):
            D_v g = v_{i*}/(1+m²),  D_v² g = −2m v_{i*}²/(1+m²)²
+``sums`` gives the four coordinate sums the residual needs exactly (O(d) per point, no sampling):
+Σ_i ∂²_ii g, Σ_i x_i² ∂²_ii g, x·∇g and |∇g|²:
+- radial: 2dψ' + 4ψ''s,  2ψ's + 4ψ''Σx_i⁴,  2ψ's,  4ψ'²s
+- ridge:  dλ²φ'',  λ²φ''s,  λφ'Σx_i,  dλ²φ'²
+- argmax: −2m/(1+m²)²,  −2m³/(1+m²)²,  m/(1+m²),  1/(1+m²)²
 """
 
 from __future__ import annotations
@@ -69,6 +74,28 @@ class Terminal:
             return self.shift + _RIDGE[self.fn][0](self.scale * x.sum(-1))
         if self.kind == "argmax":
             return torch.atan(x.max(-1).values)
+        raise ValueError(f"unknown terminal kind {self.kind!r}")
+
+    def sums(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(Σ_i ∂²_ii g, Σ_i x_i² ∂²_ii g, x·∇g, |∇g|²), each (N,), exact."""
+        d = x.shape[-1]
+        if self.kind == "radial":
+            _, d1, d2 = _RADIAL[self.fn]
+            s = (x * x).sum(-1)
+            p1, p2 = d1(s), d2(s)
+            x4 = x.square().square().sum(-1)
+            return 2 * d * p1 + 4 * p2 * s, 2 * p1 * s + 4 * p2 * x4, 2 * p1 * s, 4 * p1 * p1 * s
+        if self.kind == "ridge":
+            _, d1, d2 = _RIDGE[self.fn]
+            sx = x.sum(-1)
+            z = self.scale * sx
+            lam2 = self.scale**2
+            f1, f2 = d1(z), d2(z)
+            return d * lam2 * f2, lam2 * f2 * (x * x).sum(-1), self.scale * f1 * sx, d * lam2 * f1 * f1
+        if self.kind == "argmax":
+            m = x.max(-1).values
+            q = 1 + m * m
+            return -2 * m / q**2, -2 * m**3 / q**2, m / q, 1 / q**2
         raise ValueError(f"unknown terminal kind {self.kind!r}")
 
     def jets(self, x: Tensor, dirs: Directions) -> tuple[Tensor, Tensor, Tensor]:
