@@ -6,6 +6,7 @@ runner in ``worker/`` implements the same protocol with a group of actors, reusi
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,28 @@ class Solver:
         with torch.no_grad():
             return self.model.checksum()
 
+    def counters(self) -> dict[str, int]:
+        """What the engine's updates refused or cut so far (``engine.COUNTERS``); empty for first-order methods."""
+        return dict(getattr(self.engine, "counters", {}))
+
+    def fingerprint(self, sample: int = 4096) -> str:
+        """A cheap digest of the state, compared across replicas after every step (``worker.executor``).
+
+        BLAKE2b of the bytes of every state tensor, except that a tensor of more than 16·``sample`` elements
+        (W₁ at large d, a random W₁ basis, W₁'s dense momentum) contributes an evenly strided ``sample`` of its
+        elements: O(h² + sample) per step instead of O(P). The full ``state_tensors`` digest runs every few steps.
+        """
+        h = hashlib.blake2b(digest_size=16)
+        sd = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        sd.update({f"engine.{k}": v for k, v in self.engine.state_dict().items()})
+        for name in sorted(sd):
+            t = sd[name].detach().reshape(-1)
+            if t.numel() > 16 * sample:
+                t = t[:: t.numel() // sample]
+            h.update(name.encode())
+            h.update(t.contiguous().cpu().numpy().tobytes())
+        return h.hexdigest()
+
     def state_tensors(self) -> dict[str, Tensor]:
         sd = {f"model.{k}": v.detach() for k, v in self.model.state_dict().items()}
         sd.update({f"engine.{k}": v for k, v in self.engine.state_dict().items()})
@@ -173,6 +196,7 @@ class Solver:
         tmp.mkdir(parents=True, exist_ok=True)
         save_file(self.state_tensors(), str(tmp / "state.safetensors"))
         (tmp / "schedule.json").write_text(json.dumps(self.schedule.state_dict()))
+        (tmp / "counters.json").write_text(json.dumps(self.counters()))
         old = path.with_name(path.name + ".old")
         if path.exists():
             path.rename(old)
@@ -189,6 +213,8 @@ class Solver:
             path = old  # a crash between save_checkpoint's two renames: the previous checkpoint is complete
         self.load_state_tensors(load_file(str(path / "state.safetensors")))
         self.schedule.load_state_dict(json.loads((path / "schedule.json").read_text()))
+        if (path / "counters.json").exists() and hasattr(self.engine, "counters"):
+            self.engine.counters.update(json.loads((path / "counters.json").read_text()))
 
     def export(self, out_dir: Path) -> dict:
         """Write model.safetensors (effective weights) and samples.npz; return facts for metrics.json."""
@@ -268,6 +294,9 @@ class LocalExecutor:
 
     def describe(self) -> dict:
         return {"params": self.solver.model.num_params(), "device": self.solver.device}
+
+    def counters(self) -> dict[str, int]:
+        return self.solver.counters()
 
     def close(self) -> None:
         pass

@@ -69,22 +69,22 @@ def hidden_jet_dual(
     """
     N, S = first.z0.shape[0], first.z1.shape[0]
     z0, z1 = first.z0, first.z1
-    lr0 = lowrank[0]
-    if lr0 is not None and lr0.M is not None:
-        z0 = z0 + lr0.xv @ lr0.M.t()
-        z1 = z1 + lr0.dv @ lr0.M.t()
+    term0 = lowrank[0]
+    if term0 is not None and term0.M is not None:
+        z0 = z0 + term0.xv @ term0.M.t()
+        z1 = z1 + term0.dv @ term0.M.t()
     z: Jet = [z0.unsqueeze(1), z1.unsqueeze(0).expand(N, S, z1.shape[-1])] + [None] * (order - 1)
     t0 = tangents[0]
     zd: Jet = [None] * (order + 1)
     if t0 is not None:
         MS = t0[1]
-        zd[0] = torch.einsum("nr,qmr->qnm", lr0.xv, MS).unsqueeze(2)
-        zd[1] = torch.einsum("sr,qmr->qsm", lr0.dv, MS).unsqueeze(1)
+        zd[0] = torch.einsum("nr,qmr->qnm", term0.xv, MS).unsqueeze(2)
+        zd[1] = torch.einsum("sr,qmr->qsm", term0.dv, MS).unsqueeze(1)
     elif first_tangent is not None:
         zd[0], zd[1] = first_tangent
     y, yd = tanh_jet_dual(z, zd)
     for l in range(len(W)):
-        lr = lowrank[l + 1]
+        term = lowrank[l + 1]
         tl = tangents[l + 1]
         z, zd = [], []
         for k, (c, cd) in enumerate(zip(y, yd, strict=True)):
@@ -93,14 +93,14 @@ def hidden_jet_dual(
                 zd.append(None)
                 continue
             zk = c @ W[l].t() + b[l] if k == 0 else c @ W[l].t()
-            if lr is not None:
-                zk = zk + lr.apply(c)
+            if term is not None:
+                zk = zk + term.apply(c)
             z.append(zk)
             dk = None
             if cd is not None:
                 dk = cd @ W[l].t()
-                if lr is not None:
-                    dk = dk + lr.apply(cd)
+                if term is not None:
+                    dk = dk + term.apply(cd)
             if tl is not None:
                 V, MS = tl
                 extra = torch.einsum("nsr,qmr->qnsm", c @ V, MS)

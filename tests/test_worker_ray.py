@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -17,7 +18,14 @@ from sdze_core.engine import WorkerReport
 from sdze_core.solver import LocalExecutor, Solver, initial_horizon
 from sdze_core.spec import JobSpec
 from worker.actor import state_digest
-from worker.executor import RayExecutor, ResourcesUnavailable, UnsupportedMethod, WorkersLost, check_method
+from worker.executor import (
+    RayExecutor,
+    ReplicaMismatch,
+    ResourcesUnavailable,
+    UnsupportedMethod,
+    WorkersLost,
+    check_method,
+)
 from worker.runner import solve_on_ray
 
 ray = pytest.importorskip("ray")
@@ -144,7 +152,7 @@ def test_exchange_is_seeds_and_scalars_only(small_groups):
         g = run_group(method, dim, width, steps=2)
         seen[(method, dim, width)] = (g["log"][-1], g["params"])
     small, large = seen[("sdze_published", 20, 16)], seen[("sdze_published", 80, 32)]
-    per_worker = 8 * q + 12  # 4-byte k + 4-byte δ per probe, 4 + 8 bytes of loss/framing
+    per_worker = 12 * q + 12  # 4-byte k + 8-byte δ per probe; 4-byte worker id + 8-byte loss
     for ex_, _ in (small, large):
         assert ex_.payload_bytes == (per_worker, per_worker)
         assert ex_.comm_bytes == 2 * 2 * per_worker  # all-gather: 2 workers each receive both reports
@@ -153,7 +161,9 @@ def test_exchange_is_seeds_and_scalars_only(small_groups):
     # … the serialized exchange did not (pickle framing may differ by a few bytes: memo ids, tensor storage keys)
     assert abs(large[0].pickled_bytes - small[0].pickled_bytes) <= 16 and large[0].pickled_bytes < 512
     gn_small, gn_large = seen[("sdze", 20, 16)], seen[("sdze", 80, 16)]
-    gn_bytes = per_worker + 4 * 17 + 4 * 2 * 20  # + (h+1) floats + p·m' = 2 × (16 points + 4 directions) floats
+    # + the 4-byte rejected-trial count, (h+1) float32 output-layer and p·m' = 2 × (16 points + 4 directions) W₁
+    # coefficients: 60 + 4 + 68 + 160 = 292 bytes per worker at q = 4, h = 16, whatever d is
+    gn_bytes = per_worker + 4 + 4 * 17 + 4 * 2 * 20
     assert gn_large[0].payload_bytes == (gn_bytes,) * 2
     assert all(b <= gn_bytes for b in gn_small[0].payload_bytes)  # at d = 20 a batch's span can have rank < N+S
     assert abs(gn_large[0].pickled_bytes - gn_small[0].pickled_bytes) <= 16
@@ -208,8 +218,11 @@ def test_single_worker_and_first_order(ray_local, one_thread, tmp_path):
             assert ex.exchange_log.maxlen and not ex.exchange_log  # nothing exchanged with one worker
         finally:
             ex.close()
-    with pytest.raises(UnsupportedMethod, match="first-order"):
-        check_method(make_spec(workers=2, method="hte_adam").to_config())
+    with pytest.raises(ValueError, match="resources.workers"):  # refused at validation (sdze_core/build.py)
+        make_spec(workers=2, method="hte_adam")
+    cfg = dataclasses.replace(make_spec(workers=1, method="hte_adam").to_config(), workers=2)
+    with pytest.raises(UnsupportedMethod, match="first-order"):  # and by the worker group, for configs built directly
+        check_method(cfg)
 
 
 def test_unreservable_group_fails_fast_and_releases(ray_local):
@@ -332,4 +345,22 @@ def test_token_auth_cluster_connects_or_fails_fast(tmp_path):
 
 def test_report_payload_counts_probe_scalars():
     r = WorkerReport(0, [(0, 1.0), (1, -2.0)], 0.5)
-    assert r.payload_bytes() == 2 * 8 + 12
+    assert r.payload_bytes() == 2 * 12 + 12
+    gn = WorkerReport(0, [(0, 1.0)], 0.5, last=torch.zeros(17, dtype=torch.float64), w1=torch.zeros(2, 5))
+    assert gn.payload_bytes() == 12 + 12 + 4 + 8 * 17 + 4 * 10  # element sizes as sent
+
+
+def test_a_corrupted_replica_fails_the_job_at_the_next_step_with_a_named_reason(ray_local, tmp_path):
+    """Every step each replica fingerprints the state it just updated; one corrupted replica is caught at once
+    (the full digest would only run at the next checkpoint, 3 steps later)."""
+    corrupted = []
+
+    def progress(p):
+        if p.step == 5 and not corrupted:
+            names = [n for n in ray.util.list_named_actors() if n.startswith("sdze-") and n.endswith("-w1")]
+            ray.get(ray.get_actor(names[0]).corrupt.remote(1e-6))
+            corrupted.append(p.step)
+
+    with pytest.raises(ReplicaMismatch, match=r"diverged at step 5: worker\(s\) 1 hold a different state"):
+        solve_on_ray(make_spec(), tmp_path, progress=progress)
+    assert corrupted == [5]

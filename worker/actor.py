@@ -13,6 +13,7 @@ import os
 import resource
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +33,18 @@ def state_digest(solver: Solver) -> str:
         h.update(tensor.numpy().tobytes())
     h.update(json.dumps(solver.schedule.state_dict(), sort_keys=True).encode())
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a replica returns after applying a step: the mean CRN loss, a fingerprint of the state it just
+    updated (``Solver.fingerprint``: the driver compares them every step), the engine's counters, and, when
+    asked, its report for the next step."""
+
+    loss: float
+    fingerprint: str
+    counters: dict[str, int]
+    next_report: WorkerReport | None = None
 
 
 def pick_device(gpu_ids: list) -> str:
@@ -75,18 +88,18 @@ class ReplicaWorker:
         """This worker's q probes of step t on its own CRN batch (seeds from (job_seed, t, rank, k))."""
         return self.solver.evaluate_probes(t, self.rank)
 
-    def apply(
-        self, t: int, reports: list[WorkerReport], next_t: int | None = None
-    ) -> tuple[float, WorkerReport | None]:
+    def apply(self, t: int, reports: list[WorkerReport], next_t: int | None = None) -> Applied:
         """Apply the gathered reports of step t; optionally evaluate step ``next_t`` in the same round trip
         (the evaluation only reads the parameters just updated, so fusing saves one RPC per step)."""
         loss = self.solver.apply_probes(t, reports)
+        fp, counters = self.solver.fingerprint(), self.solver.counters()
         nxt = self.solver.evaluate_probes(next_t, self.rank) if next_t is not None else None
-        return loss, nxt
+        return Applied(loss, fp, counters, nxt)
 
-    def local_step(self, t: int) -> float:
+    def local_step(self, t: int) -> Applied:
         """A whole step on this replica alone (one worker, or a first-order method)."""
-        return self.solver.local_step(t)
+        loss = self.solver.local_step(t)
+        return Applied(loss, "", self.solver.counters())
 
     # -- replica consistency ------------------------------------------------------------------------------
     def digest(self) -> tuple[str, float]:
@@ -116,6 +129,11 @@ class ReplicaWorker:
 
     def peak_rss_bytes(self) -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def corrupt(self, delta: float = 1e-3) -> None:
+        """Add ``delta`` to this replica's output bias (fault injection: tests of the per-step replica check)."""
+        with torch.no_grad():
+            self.solver.model.b[-1].add_(delta)
 
     def crash(self, code: int = 1) -> None:
         """Kill this worker process abruptly (fault-injection for tests and drills; no cleanup runs)."""

@@ -2,19 +2,22 @@
 
 Step t with N workers (SPEC §2.5), driven by ``sdze_core.trainer.Trainer``:
 
-1. every actor w evaluates its q probes on its own CRN batch → ``WorkerReport(w, [(k, δ)], loss, gn)``;
-2. the driver gathers the N reports (seeds are implicit in (job_seed, t, w, k): only k, δ, the loss and, for
-   ``last_layer="solve"``, the (h+1)² Gauss–Newton statistics travel) and puts the list in the object store once;
-3. every actor applies the identical list, regenerating each perturbation from its seed, and (fused into the
-   same RPC) already evaluates its probes of step t+1. Parameters are never sent.
+1. every actor w evaluates its q probes on its own CRN batch → a ``WorkerReport`` (``sdze_core/engine/report.py``:
+   the (k, δ_k) pairs and the loss; for the default method also the h+1 output-layer and p × m' W₁ coefficients);
+2. the driver gathers the N reports (seeds are implicit in (job_seed, t, w, k)) and puts the list in the object
+   store once;
+3. every actor applies the identical list, regenerating each perturbation from its seed, returns the loss, a
+   fingerprint of the state it just updated and the engine's counters, and (fused into the same RPC) already
+   evaluates its probes of step t+1. Parameters are never sent.
 
 Byte accounting (``StepResult.comm_bytes``): the all-gather delivers the N reports to each of the N workers,
-so ``comm_bytes = N · Σ_w report_w.payload_bytes()`` (0 with one worker). ``payload_bytes`` counts 4-byte k and
-δ per probe, the loss and the GN statistics. Ray's own framing (pickle headers, RPC envelopes: a few hundred
-bytes per message, also independent of P) is measured separately in ``exchange_log[i].pickled_bytes``.
+so ``comm_bytes = N · Σ_w report_w.payload_bytes()`` (0 with one worker); ``payload_bytes`` documents the exact
+field sizes. Ray's own framing (pickle headers, RPC envelopes: a few hundred bytes per message, also independent
+of P) is measured separately in ``exchange_log[i].pickled_bytes``.
 
-Replica consistency: every ``check_every`` steps, before each checkpoint and before export, every actor
-hashes its full state; any difference raises ``ReplicaMismatch`` and fails the job.
+Replica consistency: the fingerprints are compared after every step (``check_fingerprints``); every
+``check_every`` steps, before each checkpoint and before export, every actor also hashes its full state. Any
+difference raises ``ReplicaMismatch`` and fails the job.
 """
 
 from __future__ import annotations
@@ -122,6 +125,7 @@ class RayExecutor:
         self._step = 0  # steps applied so far (as the trainer counts them)
         self._checked_at = -1  # step of the last replica check
         self._closed = False
+        self._counters: dict[str, int] = {}
         self.actors: list = []
         if ready_timeout_s is None:
             ready_timeout_s = float(os.environ.get("SDZE_RESERVE_TIMEOUT_S", "120"))
@@ -160,7 +164,9 @@ class RayExecutor:
     # -------------------------------------------------------------------------------------------- the step
     def step(self, t: int) -> StepResult:
         if self.n == 1:  # nothing to exchange: the whole step runs inside the one actor
-            return StepResult(ray.get(self.actors[0].local_step.remote(t)), 0)
+            out = ray.get(self.actors[0].local_step.remote(t))
+            self._counters = out.counters
+            return StepResult(out.loss, 0)
         if self._pending is not None and self._pending[0] == t:
             reports = self._pending[1]
         else:
@@ -169,11 +175,10 @@ class RayExecutor:
         shared = ray.put(reports)  # one copy in the object store, read by all N actors
         nxt = t + 1 if self.prefetch else None
         outs = ray.get([a.apply.remote(t, shared, nxt) for a in self.actors])
-        losses = {repr(o[0]) for o in outs}  # repr: NaN == NaN here (divergence is the trainer's to report)
-        if len(losses) != 1:
-            raise ReplicaMismatch(f"step {t}: replicas returned different losses {sorted(losses)}")
+        self.check_fingerprints(t, [o.fingerprint for o in outs])
+        self._counters = outs[0].counters
         if nxt is not None:
-            self._pending = (nxt, [o[1] for o in outs])
+            self._pending = (nxt, [o.next_report for o in outs])
         self._step = t + 1
         payload = tuple(r.payload_bytes() for r in reports)
         probes = sum(len(r.probes) for r in reports)
@@ -181,7 +186,23 @@ class RayExecutor:
         self.exchange_log.append(ex)
         if self._step % self.check_every == 0:
             self.check_replicas()
-        return StepResult(outs[0][0], ex.comm_bytes)
+        return StepResult(outs[0].loss, ex.comm_bytes)
+
+    def check_fingerprints(self, t: int, fingerprints: list[str]) -> None:
+        """Every step: each replica's fingerprint of the state it just updated must agree; name the odd ones."""
+        if len(set(fingerprints)) == 1:
+            return
+        majority = max(set(fingerprints), key=fingerprints.count)
+        odd = [w for w, f in enumerate(fingerprints) if f != majority]
+        detail = ", ".join(f"w{w}: {f[:12]}…" for w, f in enumerate(fingerprints))
+        raise ReplicaMismatch(
+            f"replicas diverged at step {t}: worker(s) {', '.join(map(str, odd))} hold a different state "
+            f"after applying the same reports (state fingerprints {detail})"
+        )
+
+    def counters(self) -> dict[str, int]:
+        """The engine's counters after the last step (``SDZEEngine.COUNTERS``), identical on every replica."""
+        return dict(self._counters)
 
     def check_replicas(self, force: bool = False) -> None:
         """Compare every replica's state hash; raise ``ReplicaMismatch`` on any difference."""

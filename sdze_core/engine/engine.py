@@ -39,6 +39,14 @@ from .update_full_sgd import apply_full_state_sgd
 from .update_gauss_newton import apply_gauss_newton
 from .update_subspace_sgd import apply_subspace_sgd
 
+# Per update rule: gn_worker_steps (worker steps applied), gn_rejected_trials (LM trial steps backtracking
+# rejected), gn_zeroed_steps (worker steps zeroed: no damping gave descent); sgd_probes, sgd_clipped_probes
+# (normalised δ cut to ±clip).
+COUNTERS = {
+    "gn": ("gn_worker_steps", "gn_rejected_trials", "gn_zeroed_steps"),
+    "sgd": ("sgd_probes", "sgd_clipped_probes"),
+}
+
 
 @dataclass
 class SDZEEngine:
@@ -49,6 +57,8 @@ class SDZEEngine:
     rms2:          running mean of δ² (update "sgd").
     refresh_index: how many times the bases were drawn; next_refresh: the step after which they are redrawn.
     full_mom:      optimizer_state "full": one dense momentum matrix per hidden weight matrix.
+    counters:      what the updates refused or cut, identical on every replica (``COUNTERS``; not part of the
+                   numerical state: the checkpoint keeps them beside it).
     """
 
     problem: Problem
@@ -64,6 +74,7 @@ class SDZEEngine:
     refresh_index: int = 0
     next_refresh: int = 0
     full_mom: list[Tensor] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg = self.cfg
@@ -73,6 +84,7 @@ class SDZEEngine:
         self.batches = batch_source(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         self.step_data = StepData(self.batches)
         self.last_mom = torch.zeros(self.model.width + 1, dtype=self.dtype, device=self.device)
+        self.counters = dict.fromkeys(COUNTERS[cfg.update], 0)
         if cfg.perturbation == "subspace":
             self.draw_bases()
 
@@ -103,8 +115,9 @@ class SDZEEngine:
         fold(self.layers, self.model)
 
     def lowrank_terms(self, x: Tensor) -> list[LowRank | None]:
-        """The pending W_eff − W = U C Vᵀ as low-rank terms for a plain forward at points x."""
-        return low_rank_terms(self.layers, None, None)
+        """The pending W_eff − W = U C Vᵀ as low-rank terms for a plain forward at points x (one per hidden layer;
+        all None for dense perturbations, which keep no subspace state)."""
+        return low_rank_terms(self.layers, None, None) if self.layers else [None] * (self.model.depth - 1)
 
     # ------------------------------------------------------------------------------- step inputs, probes
     def make_batch(self, step: int, worker: int) -> StepBatch:

@@ -40,7 +40,7 @@ def sum_probes(
         basis = engine.step_data.data_basis(batch) if aligned else None
         A1 = layers[0].U.new_zeros(layers[0].U.shape[1], basis.rank) if aligned else None
         if r.w1 is not None:
-            A1.add_(r.w1, alpha=w1_scale)
+            A1.add_(r.w1.to(A1.device), alpha=w1_scale)  # reports hold CPU tensors (report.py)
         for k, _ in r.probes:
             c = coefs[i]
             i += 1

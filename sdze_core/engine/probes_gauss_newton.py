@@ -90,15 +90,18 @@ def evaluate_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepC
     def split(a: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:  # output layer, W₁ coefficients, probes
         return a[:h1].to(engine.dtype), (a[h1] * d1).reshape(p, -1).to(engine.dtype) if p else None, a[n1:]
 
+    rejected = 0
     for _ in range(cfg.gn_backtracks + 1):
         parts = split(levenberg_marquardt(P, R, lam))
         if cfg.gn_backtracks == 0 or trial_loss(engine, ctx, zs, *parts, eta) < loss0:
             break
+        rejected += 1
         lam *= 10.0  # Levenberg–Marquardt: a step that raises the CRN loss is retried more damped
     else:
-        parts = split(P.new_zeros(P.shape[1]))  # no damping gave descent: skip this batch
+        parts = split(P.new_zeros(P.shape[1]))  # no damping gave descent: skip this batch (counted by apply)
     last, w1, ap = parts
-    return WorkerReport(worker, [(k, float(ap[k])) for k in range(cfg.q)], loss0, last=last, w1=w1)
+    probes = [(k, float(ap[k])) for k in range(cfg.q)]
+    return WorkerReport(worker, probes, loss0, last=last, w1=w1, rejected_trials=rejected)
 
 
 def trial_loss(

@@ -26,4 +26,7 @@ def normalised_deltas(engine: SDZEEngine, step: int, reports: list[WorkerReport]
     if not math.isfinite(ms):
         raise FloatingPointError(f"non-finite directional derivative at step {step}")
     engine.rms2 = ms if engine.rms2 == 0.0 else cfg.rms_beta * engine.rms2 + (1 - cfg.rms_beta) * ms
-    return (deltas / math.sqrt(engine.rms2 + 1e-30)).clamp_(-cfg.clip, cfg.clip)
+    scaled = deltas / math.sqrt(engine.rms2 + 1e-30)
+    engine.counters["sgd_probes"] += len(scaled)
+    engine.counters["sgd_clipped_probes"] += int((scaled.abs() > cfg.clip).sum())
+    return scaled.clamp_(-cfg.clip, cfg.clip)
