@@ -16,6 +16,7 @@ while Ray waits for resources.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sdze_core.config import RunConfig
@@ -108,8 +109,17 @@ def _memory_fields(est: MemoryEstimate) -> list[str]:
     )
 
 
-def check(spec: JobSpec, cfg: RunConfig, settings: Settings, capacity: Capacity | None) -> MemoryEstimate:
-    """Raise a 422 ``Problem`` when the job cannot run here (see the module docstring); returns the estimate."""
+def check(
+    spec: JobSpec,
+    cfg: RunConfig,
+    settings: Settings,
+    capacity: Capacity | None,
+    fresh: Callable[[], Capacity | None] | None = None,
+) -> MemoryEstimate:
+    """Raise a 422 ``Problem`` when the job cannot run here (see the module docstring); returns the estimate.
+
+    ``capacity`` is the cluster as last read; before refusing placement, ``fresh()`` (if given) reads it again,
+    so a node that joined a moment ago counts."""
     coords = work(cfg)
     if coords > settings.max_test_coordinates:
         msg = (
@@ -130,6 +140,9 @@ def check(spec: JobSpec, cfg: RunConfig, settings: Settings, capacity: Capacity 
     g = spec.resources.gpus_per_worker
     per_node_memory = est.total if settings.max_job_memory_bytes is None else 0  # a configured limit overrides
     fit = bundles_that_fit(capacity.nodes, g, per_node_memory)
+    if fit < spec.resources.workers and fresh is not None and (now := fresh()) is not None:
+        capacity = now
+        fit = bundles_that_fit(capacity.nodes, g, per_node_memory)
     if fit < spec.resources.workers:
         bundle = f"{{CPU: 1{f', GPU: {g:g}' if g else ''}, memory: {gib(est.total)}}}"
         msg = (

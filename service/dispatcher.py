@@ -79,6 +79,7 @@ class Dispatcher:
         self._started_ray = False
         self._local_ray = LocalRay()  # the processes of a Ray we started, ended with us
         self._needs: dict[str, tuple[float, float]] = {}  # running jobs' (CPUs, GPUs) on Ray
+        self._waiting: dict[str, str] = {}  # queued job → the reason last stored (a store write only on change)
         self.capacity: Capacity | None = None  # the cluster as last read (None until connected)
         self._capacity_t = 0.0
         self.ready = False
@@ -170,6 +171,12 @@ class Dispatcher:
         except Exception as e:  # Ray briefly unreachable: keep dispatching on the last view
             log.warning("reading the Ray cluster's resources failed: %s", e)
 
+    def fresh_capacity(self) -> Capacity | None:
+        """The cluster read now (before refusing a job: a node may have joined since the last periodic read)."""
+        if self.ready:
+            self._refresh_capacity(force=True)
+        return self.capacity
+
     def _fill(self) -> None:
         """Start queued jobs, oldest first, while run slots are free and their workers fit in what Ray has free.
 
@@ -177,7 +184,10 @@ class Dispatcher:
         behind it may start first."""
         if self._stopping.is_set() or self.running_count >= self.settings.max_concurrent_jobs:
             return
-        for job in self.store.queued(limit=100):
+        queued = self.store.queued(limit=100)
+        ids = {j.id for j in queued}
+        self._waiting = {k: v for k, v in self._waiting.items() if k in ids}  # forget cancelled ones
+        for job in queued:
             if self._stopping.is_set() or self.running_count >= self.settings.max_concurrent_jobs:
                 return
             try:
@@ -189,8 +199,11 @@ class Dispatcher:
                     held = (sum(c for c, _ in self._needs.values()), sum(g for _, g in self._needs.values()))
                 why = waiting_reason(spec, self.capacity, *held)
                 if why is not None:
-                    self.store.set_waiting(job.id, why)
+                    if self._waiting.get(job.id) != why:
+                        self.store.set_waiting(job.id, why)
+                        self._waiting[job.id] = why
                     continue
+            self._waiting.pop(job.id, None)
             claimed = self.store.claim(job.id)
             if claimed is None:  # cancelled meanwhile
                 continue

@@ -78,7 +78,8 @@ def submit(
         raise field_error("problem.dim", f"must be ≤ {settings.max_dim} on this server")
     if spec.resources.workers > settings.max_workers:
         raise field_error("resources.workers", f"must be ≤ {settings.max_workers} on this server")
-    admission.check(spec, spec.to_config(), settings, request.app.state.dispatcher.capacity)
+    dispatcher = request.app.state.dispatcher
+    admission.check(spec, spec.to_config(), settings, dispatcher.capacity, dispatcher.fresh_capacity)
     canonical = spec.model_dump(mode="json")
     sha = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     store = request.app.state.store
