@@ -197,9 +197,15 @@ def test_running_job_history_from_events_then_cancelled_curve(server, client, jo
     later = _get(server, f"/v1/jobs/{job_id}/history?after={steps[-1]}").json()
     assert all(r["step"] > steps[-1] for r in later["data"])
     if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
-        # The page follows the running job over its SSE stream ("live" is written by the event handler).
-        dom = _browse(f"{server.url}/job?id={job_id}#token={TOKEN}", tmp_path, "running", 1500)
-        assert "live · updated" in dom and "from progress events (thinned while it runs)" in dom, dom[-3000:]
+        # The page follows the running job over its SSE stream ("live" is written by the event handler). On a
+        # loaded machine the stream's first bytes may miss Chromium's virtual-time budget: look again, up to 3 times.
+        for _ in range(3):
+            dom = _browse(f"{server.url}/job?id={job_id}#token={TOKEN}", tmp_path, "running", 1500)
+            if "live · updated" in dom:
+                break
+        status = re.search(r'<p id="status"[^>]*>([^<]*)<', dom)
+        assert "live · updated" in dom, status.group(1) if status else dom[-3000:]
+        assert "from progress events (thinned while it runs)" in dom
         assert int(_attrs(dom, "loss-chart")["data-points"]) >= len([r for r in h["data"] if r.get("loss")])
     client.cancel(job_id)
     job = wait_for_job(client, job_id, lambda j: j["state"] in TERMINAL, timeout=120)

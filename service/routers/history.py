@@ -9,8 +9,9 @@ aniso_ratio, plus any residual metrics a problem without an exact solution repor
   dispatcher stores a step event at most every ``progress_interval_s`` and every evaluation, so these curves
   are thinned. Test metrics come only from evaluation rows (a step event repeats the last evaluation).
 
-A client polls ``?after=<last step it has>``; when ``source`` changes from ``events`` to ``history.csv`` it
-reloads from the start (the file has the steps the events skipped).
+A client polls ``?after=<last step it has>``; when ``source`` changes (``events`` → ``history.csv``) it reloads
+from the start (the file has the steps the events skipped). Should the trainer write ``history.csv`` while it
+runs (e.g. at each checkpoint), the rows after the file's last step come from the events (``history.csv+events``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class HistoryRow(BaseModel):
 
 class HistoryOut(BaseModel):
     data: list[HistoryRow]
-    source: str = Field(description="history.csv (every step) or events (thinned, while running)")
+    source: str = Field(description="history.csv (every step), events (thinned, while running) or history.csv+events")
     complete: bool = Field(description="the job has finished and data comes from its history.csv")
     has_more: bool
     next_after: int | None = Field(None, description="pass as ?after= for the next page (the last step sent)")
@@ -144,10 +145,16 @@ def history(
     """Rows ordered by step; ``complete`` once the job finished and its ``history.csv`` is read."""
     job = get_job_or_404(request, job_id, owner)
     path = request.app.state.dispatcher.job_dir(job_id) / HISTORY
+    store = request.app.state.store
     if path.is_file():
         rows, source = _csv.rows(path), HISTORY
+        if job.state not in TERMINAL:  # a trainer that writes the file as it goes: newer steps are in the events
+            last = rows[-1]["step"] if rows else -1
+            tail = [r for r in rows_from_events(store, job_id) if r["step"] > last]
+            if tail:
+                rows, source = rows + tail, HISTORY + "+events"
     else:
-        rows, source = rows_from_events(request.app.state.store, job_id), "events"
+        rows, source = rows_from_events(store, job_id), "events"
     page = [r for r in rows if r["step"] > after]
     more = len(page) > limit
     page = page[:limit]

@@ -75,7 +75,8 @@ function renderCurves() {
     note.textContent = "This problem has no exact solution, so there is no rel L2 or null; the residual shows progress.";
   }
   document.getElementById("curve-source").textContent = "— " + rows.length + " rows from " +
-    (source === "history.csv" ? "history.csv (every step)" : "progress events (thinned while it runs)");
+    ({ "history.csv": "history.csv (every step)", "history.csv+events": "history.csv and the latest progress events" }[source]
+      || "progress events (thinned while it runs)");
 }
 
 // Fetch history rows after the last step held (the last row again: an evaluation may have completed it).
@@ -100,6 +101,7 @@ async function loadHistory() {
       rows = rows.filter(r => r.step < first).concat(fresh);
     }
     renderCurves();
+    if (job) renderJob();  // the null may have come with the history
   } catch (e) {
     setStatus("error: " + e.message, true);
   } finally {
@@ -122,6 +124,7 @@ async function refreshJob() {
 
 async function follow() {
   while (!TERMINAL.includes(job.state)) {
+    setStatus("live · following the job's events");
     try {
       await followEvents(base + "/events", lastSeq, async (kind, d) => {
         lastSeq = d.seq;
