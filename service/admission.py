@@ -5,7 +5,8 @@ At submit (``check``), a job is refused (422 ``not-admitted``, naming the fields
   its estimated memory on one node, and the cluster's nodes hold fewer such bundles than ``resources.workers``
   (checked when the cluster is known: the dispatcher is connected and ``autoscaling`` is off);
 - when one worker's estimated peak memory (``sdze_core.memory.estimate``) is over the limit: the
-  ``max_job_memory_bytes`` setting, else the largest node's memory as Ray reports it, else this machine's;
+  ``max_job_memory_bytes`` setting, else the largest node's memory as Ray reports it, else this machine's
+  (with ``autoscaling`` only the setting: the nodes that will run the job may not exist yet);
 - when one pass over its test set exceeds ``max_test_coordinates`` (test_points × dim), work that cannot finish.
 
 Before starting a queued job (``waiting_reason``), the dispatcher checks that its bundles fit in what is free
@@ -90,6 +91,8 @@ def memory_limit(settings: Settings, capacity: Capacity | None) -> tuple[int, st
     """(bytes one worker may use, where that figure comes from)."""
     if settings.max_job_memory_bytes is not None:
         return settings.max_job_memory_bytes, "the max_job_memory_bytes setting"
+    if settings.autoscaling:  # the nodes that will run it may not exist yet: only a configured limit applies
+        return 0, "none (autoscaling cluster; set max_job_memory_bytes)"
     if capacity is not None and any(n.memory for n in capacity.nodes):
         return int(max(n.memory for n in capacity.nodes)), "the largest Ray node's memory"
     return machine_memory_bytes(), "this machine's memory"

@@ -132,3 +132,13 @@ def test_placement_and_waiting_reasons():
     assert waiting_reason(spec, cap, 5, 0) == "waiting for resources: needs 2 CPUs (1 free)"
     big = spec.model_copy(update={"resources": spec.resources.model_copy(update={"workers": 7})})
     assert "autoscaling" in waiting_reason(big, cap, 0, 0)
+
+
+def test_memory_limit_sources():
+    from service.admission import Capacity, Node, machine_memory_bytes, memory_limit
+
+    cap = Capacity((Node(4, 0, 8 << 30), Node(8, 0, 32 << 30)), 12, 0)
+    assert memory_limit(Settings(), cap) == (32 << 30, "the largest Ray node's memory")
+    assert memory_limit(Settings(), None) == (machine_memory_bytes(), "this machine's memory")
+    assert memory_limit(Settings(max_job_memory_bytes=1 << 30), cap)[0] == 1 << 30
+    assert memory_limit(Settings(autoscaling=True), cap)[0] == 0  # future nodes unknown: only a set limit
