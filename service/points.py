@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -101,7 +102,14 @@ class PointsDecoder:
         if content_type.startswith(NPY) or len(body) <= self.inline_bytes:
             return await run_in_threadpool(parse_points, body, content_type, max_points)
         loop = asyncio.get_running_loop()
-        kind, value = await loop.run_in_executor(self._executor(), _decode_in_child, body, content_type, max_points)
+        pool = self._executor()
+        try:
+            kind, value = await loop.run_in_executor(pool, _decode_in_child, body, content_type, max_points)
+        except BrokenProcessPool as e:  # the decoder died (e.g. killed for memory): a fresh one next time
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            raise Problem(503, "the points decoder stopped; retry the request", "not-ready") from e
         if kind == "problem":
             status, detail, problem_kind, extensions = value
             raise Problem(status, detail, problem_kind, **extensions)
