@@ -36,7 +36,3 @@ def evaluate(
     null = math.sqrt(max(uu - ub * ub / bb, 0.0) / uu)
     return {"rel_l2": rel, "null_rel_l2": null, "aniso_ratio": rel / null if null > 0 else float("inf")}
 
-
-def null_rel_l2(problem: Problem, test: TestSet) -> float:
-    """The constant null alone (no model)."""
-    return evaluate(problem, lambda x: torch.zeros(x.shape[0], dtype=x.dtype), test, torch.float64)["null_rel_l2"]

@@ -67,9 +67,6 @@ class MLP:
         depth = len([k for k in sd if k.endswith(".weight")])
         return MLP([sd[f"layers.{i}.weight"] for i in range(depth)], [sd[f"layers.{i}.bias"] for i in range(depth)])
 
-    def clone(self) -> MLP:
-        return MLP([w.clone() for w in self.W], [b.clone() for b in self.b])
-
     def checksum(self) -> float:
         """An order-sensitive float64 fingerprint of all parameters (replica-consistency checks)."""
         total = 0.0

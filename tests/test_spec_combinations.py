@@ -69,6 +69,15 @@ def test_sdze_solve_prints_one_line_and_exits(tmp_path):
     assert len(lines) == 1, r.stderr
     assert "solver.optimizer_state" in lines[0] and "solver.method" in lines[0] and "'sgd'" in lines[0]
     assert not (tmp_path / "out").exists()  # refused before anything ran
+    adam = tmp_path / "adam.json"
+    adam.write_text(json.dumps(_spec({"method": "sdgd_adam"})))
+    r = subprocess.run(
+        [sys.executable, "-m", "service.cli", "solve", str(adam), "--out", str(tmp_path / "out"), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "resources.workers" in r.stderr
 
 
 @pytest.fixture(scope="module")

@@ -41,11 +41,12 @@ def jacobian_columns(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation
         J1 = w1_jacobian_columns(op, val, ctx.data_basis, p).double()
         # one LM column for W₁: its own damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R; the joint solve then
         # sets its length beside the output layer and the hidden probes
-        K = J1 @ J1.t()
-        delta = cfg.gn_damping * float(torch.diagonal(K).mean()) + 1e-30
-        y = torch.linalg.solve(K + delta * torch.eye(K.shape[0], dtype=K.dtype, device=K.device), R0.double())
+        gram = J1 @ J1.t()  # (N, N)
+        ridge = cfg.gn_damping * float(torch.diagonal(gram).mean()) + 1e-30
+        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+        y = torch.linalg.solve(gram + ridge * eye, R0.double())
         d1 = -(J1.t() @ y)
-        cols = [last_layer_jacobian(problem, ctx.batch, phi, u), (-(K @ y)).unsqueeze(1).to(Rd.dtype), Rd.t()]
+        cols = [last_layer_jacobian(problem, ctx.batch, phi, u), (-(gram @ y)).unsqueeze(1).to(Rd.dtype), Rd.t()]
     elif cfg.gradient == "forward":
         R0, phi, u, Rd = residual_dual(engine, ctx, zs)
         cols = [last_layer_jacobian(problem, ctx.batch, phi, u), Rd.t()]
