@@ -44,11 +44,11 @@ def test_residual_tangents_match_jvp(name, est):
     got = hooks.residual_tangents(p, b, list(phi), phid, m.W[-1], u)
     torch.testing.assert_close(got[0], Rdot, rtol=1e-10, atol=1e-10)
     op, val = hooks.residual_tangents(p, b, list(phi), phid, m.W[-1], u, split=True)
-    assert op.shape == (1, 5, 4)
+    assert op.shape == (1, b.x.shape[0], 4)
     torch.testing.assert_close(op.sum(-1) + val, got)
 
 
-@pytest.mark.parametrize("name,est", [("hjb_lin", "sdgd"), ("reaction_diffusion", "hte")])
+@pytest.mark.parametrize("name,est", [("hjb_lin", "sdgd"), ("reaction_diffusion", "hte"), ("semilinear_heat", "sdgd")])
 def test_last_layer_jacobian_matches_autograd(name, est):
     p, b, m = _setup(name, est)
     phi = list(_phi(b, m.W, m.b))
@@ -68,8 +68,21 @@ def test_batch_source_is_seeded_and_checks_the_estimator():
     a = hooks.ParabolicBatchSource(p, s, 5, F64).get(2, 1)
     b = hooks.ParabolicBatchSource(p, s, 5, F64).get(2, 1)
     torch.testing.assert_close(a.x, b.x)
-    assert a.x.shape == (7, 21) and a.dirs.count == 5 and int(a.dirs.idx[-1]) == 20  # S spatial + e_t
+    assert a.x.shape == (7 + 1, 21) and a.dirs.count == 5 and int(a.dirs.idx[-1]) == 20  # + 1 terminal row; S + e_t
     c = hooks.ParabolicBatchSource(p, s, 5, F64).get(3, 1)
     assert not torch.equal(a.x, c.x)
     with pytest.raises(ValueError, match="coordinate directions"):
         hooks.ParabolicBatchSource(make_parabolic_problem("bsb", 4), SolverConfig(estimator="hte"), 0)
+
+
+def test_soft_ansatz_rows():
+    """Soft ansatz (point-reference problems): u = N; the last rows are w_T·(u − g) at t = T."""
+    p, b, m = _setup("semilinear_heat", "sdgd")
+    assert p.ansatz == "soft" and b.x.shape[0] == 5 + 1 and bool(b.term_mask[-1]) and not bool(b.term_mask[0])
+    assert float(b.x[-1, -1]) == p.T
+    phi = list(_phi(b, m.W, m.b))
+    u = hooks.u_jet(b, phi, m.W[-1], m.b[-1])
+    R = hooks.residual(p, b, u)
+    n_last = m.forward(b.x[-1:])[0]
+    g_last = p.terminal.value(b.x[-1:, :-1])[0]
+    torch.testing.assert_close(R[-1], (p.terminal_weight * 5 / 1) ** 0.5 * (n_last - g_last))

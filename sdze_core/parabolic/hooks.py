@@ -17,7 +17,12 @@ from ..seeds import derive, generator
 from ..taylor import Jet, output_jet
 from . import residual as pr
 from .problems import ParabolicProblem
-from .sampling import sample_points
+from .sampling import sample_points, terminal_points
+
+
+def terminal_rows(problem: ParabolicProblem, batch_size: int) -> int:
+    """Terminal-value rows per batch: a quarter of the PDE rows under the soft ansatz, none under the hard one."""
+    return max(1, batch_size // 4) if problem.ansatz == "soft" else 0
 
 
 class ParabolicBatchSource:
@@ -44,9 +49,13 @@ class ParabolicBatchSource:
             self._cache = {k: v for k, v in self._cache.items() if k[0] >= step}
             s = self.solver
             gen = generator(self.seed(step, worker), self.device)
-            xt = sample_points(self.problem, s.batch_size, gen, self.dtype, self.device, self.problem.train_law)
-            spatial = pr.sample_spatial(s.estimator, self.problem.dim, s.samples, gen, self.dtype, self.device)
-            hit = pr.batch_from_points(self.problem, xt, spatial)
+            p = self.problem
+            xt = sample_points(p, s.batch_size, gen, self.dtype, self.device, p.train_law)
+            n_t = terminal_rows(p, s.batch_size)
+            if n_t:  # soft ansatz: terminal-value rows at t = T after the PDE rows
+                xt = torch.cat([xt, terminal_points(p, n_t, gen, self.dtype, self.device)])
+            spatial = pr.sample_spatial(s.estimator, p.dim, s.samples, gen, self.dtype, self.device)
+            hit = pr.batch_from_points(p, xt, spatial, n_t)
             self._cache[key] = hit
         return hit
 

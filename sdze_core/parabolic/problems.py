@@ -56,6 +56,8 @@ class ParabolicProblem:
     const: float = 0.0
     law: str = "gaussian"
     train_law: str | None = None  # law of the training batches when it differs from the test law ("paths")
+    ansatz: str = "hard"  # "hard": u = g + (T − t)·N;  "soft": u = N with a terminal-value loss (weight below)
+    terminal_weight: float = 20.0
     x0: str = "zero"
     exact: str | None = None
     reference: float | None = None
@@ -155,6 +157,7 @@ def _heat(d: int) -> ParabolicProblem:
         Terminal("radial", "heat"),
         reaction="heat",
         train_law="paths",
+        ansatz="soft",
         reference=HEAT_REFERENCE.get(d),
     )
 
@@ -167,6 +170,7 @@ def _allen_cahn(d: int) -> ParabolicProblem:
         Terminal("argmax"),
         reaction="allen_cahn",
         train_law="paths",
+        ansatz="soft",
         reference=ALLEN_CAHN_REFERENCE.get(d),
         notes=("g = arctan(max_i x_i) per point (STDE's code takes one max over the whole batch: a bug)",),
     )

@@ -66,11 +66,9 @@ class ParabolicBatch:
     a1: Tensor
     aux: Tensor | None
     shift: Tensor | None = None
-
-    @property
-    def tau(self) -> Tensor:
-        """T − t (N,)."""
-        return self.bjet[0][:, 0]
+    term_mask: Tensor | None = None  # soft ansatz: rows that are terminal-value residuals w_T·(u − g) at t = T
+    term_value: Tensor | None = None  # g at those rows (0 elsewhere)
+    term_weight: float = 0.0
 
 
 def joint_directions(spatial: Directions, d: int) -> Directions:
@@ -96,9 +94,14 @@ def check_estimator(problem: ParabolicProblem, estimator: str) -> None:
         )
 
 
-def batch_from_points(problem: ParabolicProblem, xt: Tensor, spatial: Directions) -> ParabolicBatch:
+def batch_from_points(
+    problem: ParabolicProblem, xt: Tensor, spatial: Directions, terminal_rows: int = 0
+) -> ParabolicBatch:
     """The residual's per-point data at points x̃ (N, d+1) for given spatial directions; computed in float64,
-    returned in ``xt``'s dtype."""
+    returned in ``xt``'s dtype. With the soft ansatz the last ``terminal_rows`` rows (at t = T) are terminal-value
+    residuals."""
+    if problem.ansatz == "soft":
+        return _soft_batch(problem, xt, spatial, terminal_rows)
     dtype, d = xt.dtype, problem.dim
     x64 = xt[:, :d].double()
     t64 = xt[:, d].double()
@@ -131,6 +134,50 @@ def batch_from_points(problem: ParabolicProblem, xt: Tensor, spatial: Directions
         cast(a1),
         cast(aux),
         cast(shift),
+    )
+
+
+def _soft_batch(problem: ParabolicProblem, xt: Tensor, spatial: Directions, terminal_rows: int) -> ParabolicBatch:
+    """u = N (no hard constraint): B ≡ 1, g not in the u-jet, no control variate; the last ``terminal_rows`` rows
+    carry w_T·(u − g). w_T = √(λ·n_pde/n_T) makes mean_rows R² ∝ mean_pde R² + λ·mean_T (u − g)² (λ = the
+    problem's ``terminal_weight``, 20 in SDGD and STDE)."""
+    dtype, d = xt.dtype, problem.dim
+    x64 = xt[:, :d].double()
+    n = xt.shape[0]
+    w = spatial.weight
+    sp64 = Directions(
+        spatial.order, spatial.weight, spatial.idx, None if spatial.vecs is None else spatial.vecs.double()
+    )
+    S = spatial.count
+    a2 = torch.full((n, S), w * problem.nu, dtype=torch.float64)
+    if problem.kappa != 0.0:
+        a2 = a2 + (w * problem.kappa) * x64.index_select(1, spatial.idx).square()
+    a1 = (w * problem.beta) * sp64.dot(x64) if problem.beta != 0.0 else torch.zeros_like(a2)
+    aux = problem.reaction_aux(x64, xt[:, d].double())
+    one = torch.ones(n, 1, dtype=torch.float64)
+    bjet = [one, torch.zeros(n, S + 1, dtype=torch.float64), None]
+    gjet = [None, None, None]
+    mask = torch.zeros(n, dtype=torch.bool)
+    value = torch.zeros(n, dtype=torch.float64)
+    wT = 0.0
+    if terminal_rows:
+        mask[n - terminal_rows :] = True
+        value[mask] = problem.terminal.value(x64[mask])
+        wT = (problem.terminal_weight * (n - terminal_rows) / terminal_rows) ** 0.5
+    cast = lambda a: None if a is None else a.to(dtype)  # noqa: E731
+    return ParabolicBatch(
+        xt,
+        joint_directions(spatial, d),
+        spatial,
+        gjet,
+        [cast(c) for c in bjet],
+        cast(a2),
+        cast(a1),
+        cast(aux),
+        None,
+        mask.to(xt.device),
+        cast(value),
+        wT,
     )
 
 
@@ -175,6 +222,8 @@ def residual(problem: ParabolicProblem, batch: ParabolicBatch, u: Jet) -> Tensor
         R = R + problem.const
     if batch.shift is not None:
         R = R + batch.shift
+    if batch.term_mask is not None and batch.term_weight:
+        R = torch.where(batch.term_mask, batch.term_weight * (u0 - batch.term_value), R)
     return R
 
 
@@ -191,7 +240,13 @@ def linearization(problem: ParabolicProblem, batch: ParabolicBatch, u: Jet) -> t
         p = problem.power
         g1 = g1 + (problem.grad_pow * w * p) * u1.abs().pow(p - 1) * torch.sign(u1)
     one = torch.ones_like(u0).unsqueeze(1)
-    return c0, torch.cat([g1, one], 1), torch.cat([2 * batch.a2, 0 * one], 1)
+    c1, c2 = torch.cat([g1, one], 1), torch.cat([2 * batch.a2, 0 * one], 1)
+    if batch.term_mask is not None and batch.term_weight:
+        m = batch.term_mask
+        c0 = torch.where(m, torch.full_like(c0, batch.term_weight), c0)
+        c1 = torch.where(m.unsqueeze(1), torch.zeros_like(c1), c1)
+        c2 = torch.where(m.unsqueeze(1), torch.zeros_like(c2), c2)
+    return c0, c1, c2
 
 
 def apply_linearization(lin: tuple[Tensor, Tensor, Tensor], ud: Jet) -> Tensor:

@@ -64,6 +64,23 @@ def sample_points(
     return xt
 
 
+def terminal_points(
+    problem: ParabolicProblem, n: int, gen: torch.Generator, dtype=torch.float32, device="cpu"
+) -> Tensor:
+    """n points x̃ at t = T from the problem's law (the soft ansatz's terminal-value rows), (n, d+1)."""
+    d = problem.dim
+    xt = torch.full((n, d + 1), problem.T, dtype=dtype, device=device)
+    x = xt[:, :d]
+    x.normal_(generator=gen)
+    x0 = problem.origin(dtype, device)
+    if problem.law == "gbm":
+        s2 = 2 * problem.kappa
+        x.mul_(math.sqrt(s2 * problem.T)).sub_(0.5 * s2 * problem.T).exp_().mul_(x0)
+    else:
+        x.mul_(math.sqrt(2 * problem.nu * problem.T)).add_(x0)
+    return xt
+
+
 @dataclass(frozen=True)
 class ParabolicTestSet:
     """A seeded held-out set of ``n`` points x̃, yielded in chunks (at most 2^22 float64 numbers each)."""
