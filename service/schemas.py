@@ -21,6 +21,7 @@ class ProgressOut(BaseModel):
     loss: float | None = None
     rel_l2: float | None = Field(None, description="latest relative L2 error on the test set")
     aniso_ratio: float | None = Field(None, description="rel_l2 / constant-null rel_l2 (below 1: learned more)")
+    val_residual: float | None = Field(None, description="held-out PDE residual (RMS), with or without an exact u")
     train_s: float | None = None
     steps_per_s: float | None = None
     eta_s: float | None = None
