@@ -100,3 +100,21 @@ def test_the_fingerprint_is_equal_for_replicas_and_sees_a_corruption(where):
         {"W1": lambda: b.model.W[0].view(-1)[0], "C": lambda: b.engine.layers[1].C.view(-1)[0],
          "output": lambda: b.model.b[-1]}[where]().add_(1e-12)  # fmt: skip
     assert a.fingerprint() != b.fingerprint()
+
+
+def test_the_fingerprint_samples_large_tensors_and_the_full_digest_covers_the_rest():
+    """Above 65 536 elements (W₁ at d = 5 000, width 16) the fingerprint hashes an evenly strided sample: it sees a
+    sampled entry change, not an unsampled one — which the full state digest (run every few steps) does see."""
+    from worker.actor import state_digest
+
+    spec = tiny_spec(problem={"name": "sine_gordon_two_body", "dim": 5000}, method="sdze_published", **SMALL)
+    a, b = Solver(spec.to_config(), "cpu"), Solver(spec.to_config(), "cpu")
+    assert a.model.W[0].numel() > 16 * 4096 and a.fingerprint() == b.fingerprint()
+    stride = a.model.W[0].numel() // 4096
+    with torch.no_grad():
+        b.model.W[0].view(-1)[1].add_(1e-9)  # between two samples
+    assert a.fingerprint() == b.fingerprint() and state_digest(a) != state_digest(b)
+    with torch.no_grad():
+        b.model.W[0].view(-1)[1].sub_(1e-9)
+        b.model.W[0].view(-1)[stride].add_(1e-9)  # a sampled entry
+    assert a.fingerprint() != b.fingerprint()
