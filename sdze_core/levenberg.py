@@ -23,5 +23,5 @@ def levenberg_marquardt(P: Tensor, R: Tensor, damping: float) -> Tensor:
         return -torch.linalg.solve(A, P.t() @ R / N)
     Dinv = 1.0 / (damping * dg + mu)
     PD = P * Dinv
-    K = PD @ P.t() + N * torch.eye(N, dtype=P.dtype, device=P.device)
-    return -PD.t() @ torch.linalg.solve(K, R)
+    dual = PD @ P.t() + N * torch.eye(N, dtype=P.dtype, device=P.device)  # (N, N): N I + P D⁻¹ Pᵀ
+    return -PD.t() @ torch.linalg.solve(dual, R)
