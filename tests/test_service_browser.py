@@ -41,6 +41,18 @@ DIVERGES = {
     "solver": {"method": "sdgd_adam", "steps": 40, "lr": 10.0},
     "eval": {"test_points": 200, "every": 1, "sample_points": 100},
 }
+# A PDE written out, with no exact solution: the pages show its residual metrics instead of rel L2 and aniso.
+NO_EXACT = {
+    "problem": {
+        "dim": 5,
+        "domain": {"kind": "cube", "low": -1.0, "high": 1.0},
+        "pde": {"operator": {"laplacian": 1.0}, "source": "-1 + x[0] * x[1]"},
+        "boundary": "sum(x[i]^2, i) / d",
+    },
+    "model": {"width": 16},
+    "solver": {"method": "sdze", "steps": 20},
+    "eval": {"test_points": 200, "every": 5, "sample_points": 100},
+}
 TERMINAL = ("succeeded", "failed", "cancelled")
 # A real Ray ActorDiedError text (captured from an actor whose __init__ raised), colours included.
 RAY_ERROR = (
@@ -127,11 +139,12 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def jobs(client):
-    """Three finished jobs: sdze and sdgd_adam on the same PDE, and one that diverged."""
+    """Four finished jobs: sdze and sdgd_adam on the same PDE, one that diverged, one without an exact solution."""
     ids = {
         "sdze": client.submit(TINY)["id"],
         "adam": client.submit({**TINY, "solver": {"method": "sdgd_adam", "steps": 40, "lr": 0.01}})["id"],
         "failed": client.submit(DIVERGES)["id"],
+        "no_exact": client.submit(NO_EXACT)["id"],
     }
     return {k: wait_for_job(client, v, lambda j: j["state"] in TERMINAL, timeout=240) for k, v in ids.items()}
 
@@ -322,6 +335,24 @@ def test_browser_failed_job_shows_one_line_reason(server, jobs, tmp_path):
     assert "full log" in dom and "\x1b" not in dom
     steps_done = job["metrics"]["steps_done"]
     assert _attrs(dom, "loss-chart")["data-points"] == str(steps_done)  # its curve up to where it stopped
+
+
+@pytest.mark.browser
+def test_browser_pde_without_exact_solution_shows_residual(server, jobs, tmp_path):
+    job = jobs["no_exact"]
+    assert job["state"] == "succeeded" and job["metrics"]["rel_l2"] is None, job
+    n_val = sum(1 for r in _csv_rows(server, job["id"]) if r.get("val_residual"))
+    dom = _browse(f"{server.url}/job?id={job['id']}#token={TOKEN}", tmp_path, "no-exact", 1500)
+    err = _attrs(dom, "error-chart")
+    assert err["data-series"] == "held-out residual (RMS)" and err["data-points"] == str(n_val) and n_val == 5
+    assert err["data-null"] == ""  # no exact solution: no null line
+    text = _text(dom)
+    assert "PDE laplacian[u] = -1 + x[0] * x[1]" in " ".join(text.split())
+    assert re.search(r'<th>held-out residual \(RMS\)</th><td id="f-held-out-residual-RMS-">[0-9.e+-]+</td>', dom)
+    assert "rel L2 – (no exact solution: residual metrics instead)" in " ".join(text.split())
+    dom = _browse(f"{server.url}/#token={TOKEN}", tmp_path)
+    row = re.search(rf'<tr data-job="{job["id"]}".*?</tr>', dom, re.S)
+    assert row and "held-out residual (RMS)" in row.group(0) and "n/a" in row.group(0)
 
 
 @pytest.mark.browser

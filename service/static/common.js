@@ -122,11 +122,15 @@ function specFacts(spec) {
   const budget = [s.steps != null ? s.steps + " steps" : null, s.time_limit_s != null ? s.time_limit_s + " s" : null]
     .filter(Boolean).join(" or ") || "–";
   const facts = [["problem", (p.name || "custom PDE") + ", d = " + p.dim]];
-  if (p.domain) facts.push(["domain", Object.entries(p.domain).map(([k, v]) => k + " " + JSON.stringify(v)).join(", ")]);
+  if (p.domain) {
+    const set = Object.entries(p.domain).filter(([k, v]) => v != null && k !== "kind");
+    facts.push(["domain", p.domain.kind + (set.length ? " (" + set.map(([k, v]) => k + " " + v).join(", ") + ")" : "")]);
+  }
   if (p.pde) {  // a user PDE, shown as written: operator[u] + F(u) = f
-    const op = Object.entries(p.pde.operator || {}).map(([k, c]) => (c === 1 ? "" : c + "·") + k + "[u]").join(" + ");
-    facts.push(["PDE", (op || "0") + (p.pde.reaction ? " + (" + p.pde.reaction + ")" : "") + " = " +
-      (p.pde.source ?? "derived from the exact solution")]);
+    const op = Object.entries(p.pde.operator || {}).filter(([, c]) => c != null && c !== 0)
+      .map(([k, c]) => (c === 1 ? "" : c + "·") + k + "[u]").join(" + ");
+    const reaction = p.pde.reaction && p.pde.reaction !== "0" ? " + F(u), F(u) = " + p.pde.reaction : "";
+    facts.push(["PDE", (op || "0") + reaction + " = " + (p.pde.source ?? "f derived from the exact solution")]);
   }
   if (p.boundary) facts.push(["boundary u =", p.boundary]);
   if (p.exact) facts.push(["exact u* =", p.exact]);
