@@ -85,8 +85,9 @@ def solve_on_ray(
     if ex.exchange_log:
         last = ex.exchange_log[-1]
         metrics["exchange"] = {
-            "accounting": "comm_bytes_per_step = workers × Σ_w payload_bytes(report_w): 4-byte k and δ per probe, "
-            "the loss, and the method's width-sized extras (output-layer coefficients / Gauss–Newton statistics)",
+            "accounting": "comm_bytes_per_step = workers × Σ_w payload_bytes(report_w): 4-byte worker id, 8-byte "
+            "loss, 4-byte k and 8-byte δ per probe; update gn adds a 4-byte count and its h+1 output-layer and "
+            "p × m' W1 coefficients (m' <= batch + directions) at the run's element size; independent of d and P",
             "payload_bytes_per_worker": list(last.payload_bytes),
             "probes_per_step": last.probes,
             "pickled_bytes_per_step": last.pickled_bytes,
