@@ -27,6 +27,7 @@ from pathlib import Path
 from .artifacts import plot_history, write_history, write_json
 from .config import RunConfig
 from .parabolic.evaluation import EXTRA_METRICS
+from .pde.metrics import PDE_METRICS
 from .solver import Executor, LocalExecutor, initial_horizon
 
 WARMUP = 20
@@ -318,6 +319,8 @@ class Trainer:
             "best_ref_rel_error": self.best.get("ref_rel_error"),
             # terminal-value problems (parabolic/): reference-point error, terminal-only null, best constant K
             **{k: ev[k] for k in EXTRA_METRICS if k in ev},
+            # user PDEs (pde/): residual and boundary error always, rel L2 / null only where u* exists
+            **{k: ev[k] for k in PDE_METRICS if k in ev},
             "exported_state": exported,
             "counters": self._counters(),
             "steps_done": st.step,

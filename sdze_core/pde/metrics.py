@@ -27,6 +27,9 @@ from ..sampling import TestSet
 from ..seeds import derive, generator
 from ..taylor import FirstLayer, boundary_jet, hidden_jet
 
+# what a user PDE's evaluation adds to metrics.json (besides rel_l2 / null_rel_l2 / aniso_ratio, null without u*)
+PDE_METRICS = ("residual_rms", "residual_rel", "boundary_rms", "boundary_rel", "metrics_apply")
+
 
 def residual_metrics(
     problem,
@@ -127,4 +130,9 @@ def user_pde_metrics(
     out.update(res)
     out["val_residual"] = res["residual_rms"]
     out["val_points"] = n
+    out["metrics_apply"] = (["rel_l2", "null_rel_l2", "aniso_ratio"] if problem.has_exact else []) + [
+        "residual_rms",
+        "residual_rel",
+        "boundary_rms",
+    ]
     return out

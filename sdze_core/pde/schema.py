@@ -121,6 +121,10 @@ class PdeFields(_Strict):
             problem_from_spec(self.as_dict(), check_only=True)
         except PdeError as e:
             raise PydanticCustomError("pde_problem", "{msg}", {"msg": str(e)}) from None
+        except (ArithmeticError, ValueError, TypeError, RuntimeError) as e:  # never a 500 for bad input
+            raise PydanticCustomError(
+                "pde_problem", "problem: cannot be built ({kind}: {msg})", {"kind": type(e).__name__, "msg": str(e)}
+            ) from None
         return self
 
     def as_dict(self) -> dict[str, Any]:
