@@ -1,4 +1,5 @@
-"""Load a trained solution from its artifacts and evaluate u_θ(x) = B(x)·N_θ(x) at new points."""
+"""Load a trained solution from its artifacts and evaluate u_θ(x) = g(x) + B(x)·N_θ(x) at new points (g ≡ 0 for the
+catalogue; a user PDE's JSON travels in the weights' metadata, docs/pde.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .model import MLP
-from .problems import Problem, make_problem
+from .problems import Problem, build_problem
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Solution:
         out = []
         for xs in x.split(chunk):
             xs = xs.to(dtype)
-            out.append((self.problem.boundary(xs) * self.model.forward(xs)).double())
+            out.append(self.problem.ansatz(xs, self.model.forward(xs)).double())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
@@ -49,4 +50,4 @@ def load_solution(out_dir: Path) -> Solution:
         m = json.loads((out_dir / "metrics.json").read_text())
         name, dim = m["problem"], m["dim"]
     model = MLP.from_state_dict(load_file(str(out_dir / "model.safetensors")))
-    return Solution(make_problem(name, int(dim), seed=seed), model)
+    return Solution(build_problem(name, int(dim), seed=seed, pde=meta.get("pde")), model)

@@ -64,3 +64,21 @@ def test_problem_is_a_name_or_a_written_out_pde():
         assert any(msg in err["msg"] and err["loc"][0] == "problem" for err in e.value.errors()), e.value.errors()
     ok = JobSpec.model_validate({**base, "problem": {"name": "poisson_two_body", "dim": 10}})
     assert ok.to_config().problem.pde is None
+
+
+def test_exported_user_pde_solution_predicts_g_plus_b_n(tmp_path):
+    import torch
+
+    from sdze_core.inference import load_solution
+
+    spec = _small(EXAMPLES[-1], "sdze")  # given source and non-zero boundary values
+    s = Solver(spec.to_config())
+    for t in range(3):
+        s.local_step(t)
+    s.export(tmp_path)
+    sol = load_solution(tmp_path)
+    dom = sol.problem.domain_obj
+    xb = dom.sample_boundary(8, torch.Generator().manual_seed(0), torch.float64)
+    xi = dom.sample(8, torch.Generator().manual_seed(1), torch.float64)
+    torch.testing.assert_close(sol.predict(xb), sol.problem.boundary_value(xb), rtol=0, atol=1e-5)
+    torch.testing.assert_close(sol.predict(xi), s.predict(xi).double(), rtol=1e-5, atol=1e-6)
