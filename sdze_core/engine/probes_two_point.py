@@ -57,7 +57,8 @@ def redrawn_directions(engine: SDZEEngine, batch: StepBatch, step: int, worker: 
     if isinstance(problem, parabolic.ParabolicProblem):
         return parabolic.redraw_directions(problem, batch, s, gen)
     dirs = sample_directions(s.estimator, problem.dim, s.samples, problem.order, gen, engine.dtype, engine.device)
-    return StepBatch(batch.x, batch.f, dirs, boundary_jet(problem.boundary_poly, batch.x, dirs, problem.order))
+    bjet = boundary_jet(problem.boundary_poly, batch.x, dirs, problem.order)
+    return StepBatch(batch.x, batch.f, dirs, bjet, batch.g)  # g: a user PDE's boundary values (None: g ≡ 0)
 
 
 def redrawn_context(engine: SDZEEngine, ctx: StepContext, step: int, worker: int, k: int, sign: int) -> StepContext:
