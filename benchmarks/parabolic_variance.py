@@ -27,7 +27,7 @@ def main() -> None:
     rows = []
     for name in ("semilinear_heat", "allen_cahn_time", "hjb_cole_hopf", "bsb", "reaction_diffusion"):
         for d in (200, 1000):
-            p = dataclasses.replace(make_parabolic_problem(name, d), ansatz="hard")
+            p = dataclasses.replace(make_parabolic_problem(name, d), terminal_rule="hard")
             m = MLP.init(d + 1, 12, 3, seed=3, dtype=F64)
             xt = sample_points(p, 8, generator(6), F64)
             cv, plain = [], []

@@ -69,7 +69,7 @@ def _net_u(p, m):
         for l in range(m.depth - 1):
             h = torch.tanh(h @ m.W[l].T + m.b[l])
         n = (h @ m.W[-1].T + m.b[-1])[0, 0]
-        if p.ansatz == "soft":
+        if p.terminal_rule == "soft":
             return n
         return p.terminal.value(xi[None])[0] + (p.T - ti) * n
 
@@ -90,7 +90,7 @@ def test_jet_residual_matches_autograd(name):
     aux = b.aux if b.aux is not None else t
     want = vmap(lambda xi, ti, ai: pde_residual(p, u_fn, xi, ti, ai))(x, t, aux)
     torch.testing.assert_close(R, want, rtol=1e-10, atol=1e-10)
-    if p.ansatz == "hard":  # the hard constraint: u(T, x) = g(x) whatever the network
+    if p.terminal_rule == "hard":  # the hard constraint: u(T, x) = g(x) whatever the network
         xT = torch.cat([x, torch.full((6, 1), p.T, dtype=F64)], 1)
         torch.testing.assert_close(compose(p, xT, m.forward(xT)), p.terminal.value(x))
 
@@ -243,7 +243,9 @@ def test_exact_terminal_part_cuts_the_estimator_variance(name):
     import dataclasses
 
     d, S, n_draws = 200, 4, 300
-    p = dataclasses.replace(make_parabolic_problem(name, d), ansatz="hard")  # the control variate is the hard ansatz's
+    p = dataclasses.replace(
+        make_parabolic_problem(name, d), terminal_rule="hard"
+    )  # the control variate is the hard ansatz's
     m = MLP.init(d + 1, 12, 3, seed=3, dtype=F64)
     xt = sample_points(p, 8, generator(6), F64)
     with_cv, without = [], []

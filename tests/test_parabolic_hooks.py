@@ -78,7 +78,7 @@ def test_batch_source_is_seeded_and_checks_the_estimator():
 def test_soft_ansatz_rows():
     """Soft ansatz (point-reference problems): u = N; the last rows are w_T·(u − g) at t = T."""
     p, b, m = _setup("semilinear_heat", "sdgd")
-    assert p.ansatz == "soft" and b.x.shape[0] == 5 + 1 and bool(b.term_mask[-1]) and not bool(b.term_mask[0])
+    assert p.terminal_rule == "soft" and b.x.shape[0] == 5 + 1 and bool(b.term_mask[-1]) and not bool(b.term_mask[0])
     assert float(b.x[-1, -1]) == p.T
     phi = list(_phi(b, m.W, m.b))
     u = hooks.u_jet(b, phi, m.W[-1], m.b[-1])

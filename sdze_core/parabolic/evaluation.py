@@ -36,12 +36,8 @@ EXTRA_METRICS = (
 
 
 def compose(problem: ParabolicProblem, xt: Tensor, n: Tensor) -> Tensor:
-    """u = g(x) + (T − t)·N (hard ansatz) or u = N (soft) from the network's output N (n,) at points x̃ (n, d+1)."""
-    if problem.ansatz == "soft":
-        return n
-    d = problem.dim
-    g = problem.terminal.value(xt[:, :d].double()).to(n.dtype)
-    return g + (problem.T - xt[:, d]).to(n.dtype) * n
+    """u from the network's output N (n,) at points x̃ (n, d+1) (``ParabolicProblem.ansatz``)."""
+    return problem.ansatz(xt, n)
 
 
 def evaluate(

@@ -22,7 +22,7 @@ from .sampling import sample_points, terminal_points
 
 def terminal_rows(problem: ParabolicProblem, batch_size: int) -> int:
     """Terminal-value rows per batch: a quarter of the PDE rows under the soft ansatz, none under the hard one."""
-    return max(1, batch_size // 4) if problem.ansatz == "soft" else 0
+    return max(1, batch_size // 4) if problem.terminal_rule == "soft" else 0
 
 
 class ParabolicBatchSource:

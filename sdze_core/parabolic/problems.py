@@ -56,7 +56,7 @@ class ParabolicProblem:
     const: float = 0.0
     law: str = "gaussian"
     train_law: str | None = None  # law of the training batches when it differs from the test law ("paths")
-    ansatz: str = "hard"  # "hard": u = g + (T − t)·N;  "soft": u = N with a terminal-value loss (weight below)
+    terminal_rule: str = "hard"  # "hard": u = g + (T − t)·N;  "soft": u = N with a terminal-value loss (weight below)
     terminal_weight: float = 20.0
     x0: str = "zero"
     exact: str | None = None
@@ -81,6 +81,13 @@ class ParabolicProblem:
     def input_dim(self) -> int:
         """The network's input dimension d + 1 (x then t)."""
         return self.dim + 1
+
+    def ansatz(self, xt: Tensor, n: Tensor) -> Tensor:
+        """u from the network's output N (n,) at points x̃ (n, d+1): g(x) + (T − t)·N (hard rule) or N (soft)."""
+        if self.terminal_rule == "soft":
+            return n
+        g = self.terminal.value(xt[:, : self.dim].double()).to(n.dtype)
+        return g + (self.T - xt[:, self.dim]).to(n.dtype) * n
 
     # ------------------------------------------------------------------------------------ reaction
     def reaction_value(self, u: Tensor, aux: Tensor | None = None) -> Tensor:
@@ -157,7 +164,7 @@ def _heat(d: int) -> ParabolicProblem:
         Terminal("radial", "heat"),
         reaction="heat",
         train_law="paths",
-        ansatz="soft",
+        terminal_rule="soft",
         reference=HEAT_REFERENCE.get(d),
     )
 
@@ -170,7 +177,7 @@ def _allen_cahn(d: int) -> ParabolicProblem:
         Terminal("argmax"),
         reaction="allen_cahn",
         train_law="paths",
-        ansatz="soft",
+        terminal_rule="soft",
         reference=ALLEN_CAHN_REFERENCE.get(d),
         notes=("g = arctan(max_i x_i) per point (STDE's code takes one max over the whole batch: a bug)",),
     )

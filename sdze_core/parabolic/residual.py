@@ -100,7 +100,7 @@ def batch_from_points(
     """The residual's per-point data at points x̃ (N, d+1) for given spatial directions; computed in float64,
     returned in ``xt``'s dtype. With the soft ansatz the last ``terminal_rows`` rows (at t = T) are terminal-value
     residuals."""
-    if problem.ansatz == "soft":
+    if problem.terminal_rule == "soft":
         return _soft_batch(problem, xt, spatial, terminal_rows)
     dtype, d = xt.dtype, problem.dim
     x64 = xt[:, :d].double()
