@@ -352,7 +352,7 @@ def test_browser_pde_without_exact_solution_shows_residual(server, jobs, tmp_pat
     assert "rel L2 – (no exact solution: residual metrics instead)" in " ".join(text.split())
     dom = _browse(f"{server.url}/#token={TOKEN}", tmp_path)
     row = re.search(rf'<tr data-job="{job["id"]}".*?</tr>', dom, re.S)
-    assert row and "held-out residual (RMS)" in row.group(0) and "n/a" in row.group(0)
+    assert row and "held-out residual (RMS) instead of rel L2" in row.group(0) and "n/a" in row.group(0)
 
 
 @pytest.mark.browser

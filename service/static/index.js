@@ -43,7 +43,7 @@ function accuracyCells(j) {
   const acc = accuracy(j.progress, j.metrics);
   if (acc.residual.length) {
     const [k, v] = acc.residual[0];
-    return [el("td", { title: "no exact solution: " + metricName(k) }, metricName(k) + " " + fmt(v)),
+    return [el("td", { title: "no exact solution: " + metricName(k) + " instead of rel L2" }, "residual " + fmt(v)),
       el("td", { class: "muted", title: "no exact solution, so no null" }, "n/a")];
   }
   return [el("td", {}, fmt(acc.rel)), el("td", {}, anisoBadge(acc.aniso))];
@@ -70,7 +70,7 @@ function row(j) {
     ...accuracyCells(j),
     el("td", {}, (j.spec.problem.name || "custom") + " d=" + j.spec.problem.dim),
     el("td", {}, j.spec.solver.method),
-    el("td", { class: "muted", title: j.created_at }, (j.created_at || "").slice(0, 19).replace("T", " ")));
+    el("td", { class: "muted nowrap", title: j.created_at }, (j.created_at || "").slice(5, 16).replace("T", " ")));
 }
 
 updateCompare();
