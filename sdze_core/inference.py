@@ -22,7 +22,8 @@ class Solution:
 
     @property
     def dim(self) -> int:
-        return self.problem.dim
+        """Coordinates of one point: d, or d + 1 for a time-dependent problem (x then t)."""
+        return getattr(self.problem, "input_dim", self.problem.dim)
 
     @torch.no_grad()
     def predict(self, x: Tensor, chunk: int = 4096) -> Tensor:

@@ -219,7 +219,12 @@ def make_problem(
 
 def build_problem(name: str, dim: int, seed: int = 0, pde: str | None = None, dtype: torch.dtype = torch.float64):
     """The problem a job solves: a catalogue name (hand-written closed forms: the fast path, docs/pde.md), or
-    a user PDE given as the canonical JSON of its §3.1 form (``pde``; compiled by ``sdze_core.pde``)."""
+    a user PDE given as the canonical JSON of its §3.1 form (``pde``; compiled by ``sdze_core.pde``), or a
+    time-dependent catalogue problem (``sdze_core.parabolic``, docs/time-dependent.md)."""
+    from .parabolic.problems import PARABOLIC_CATALOGUE, make_parabolic_problem
+
+    if name in PARABOLIC_CATALOGUE:
+        return make_parabolic_problem(name, dim)
     if pde is None:
         return make_problem(name, dim, seed=seed, dtype=dtype)
     import json

@@ -127,3 +127,18 @@ def test_two_workers_exchange_scalars_and_stay_identical():
         assert a.apply_probes(t, reports) == b.apply_probes(t, reports)
         assert a.checksum() == b.checksum()
     assert all(r.payload_bytes() < 4096 for r in reports)  # seeds and coefficients only: nothing of size d or P
+
+
+def test_exported_solution_evaluates_at_x_and_t(tmp_path):
+    """The evaluate path (inference.load_solution): points carry d + 1 coordinates, u = the problem's ansatz."""
+    from sdze_core.inference import load_solution
+
+    s = Solver(_spec(method="sdgd_adam").to_config(), device="cpu")
+    s.local_step(0)
+    s.export(tmp_path)
+    sol = load_solution(tmp_path)
+    assert sol.dim == 7
+    pts = torch.rand(5, 7, dtype=F64)
+    torch.testing.assert_close(sol.predict(pts), s.predict(pts).double(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        sol.predict(torch.zeros(2, 6, dtype=F64))
