@@ -1,7 +1,7 @@
 """Admission estimates: a job's peak memory per worker, and the size of its largest sweep, from its RunConfig.
 
 One worker's peak resident memory is what stays alive for the whole run plus the largest of its phases
-(train step, evaluation, writing artifacts), in bytes, with s = 4 (float32) or 8 (float64) bytes per number,
+(train step, evaluation, checkpoint and artifacts), in bytes, with s = 4 (float32) or 8 (float64) bytes per number,
 d = problem.dim, h = model.width, L = model.depth, N = solver.batch_size:
 
 - runtime:   the Python process with torch, numpy, matplotlib and safetensors imported (``RUNTIME_BYTES``;
@@ -15,7 +15,10 @@ d = problem.dim, h = model.width, L = model.depth, N = solver.batch_size:
              float64 blocks of at most 2^22 numbers (``residual.source_chunked``), 3 blocks alive;
 - evaluation: a test chunk of rows = min(eval.chunk, test_points, 2^22/d) points (``sampling.TestSet.rows``)
              in float64, its cast, and the exact solution's temporaries: 2·rows·d·(8 + s);
-- artifacts: samples.npz's points in float64 (at most 2·10^7 numbers, ``solver.write_samples``), twice.
+- checkpoint: 2·P·s, writing a checkpoint or the model (``save_file`` of the state tensors: the effective
+             weights formed, then their serialized bytes) and restoring the best state for export (``load_file``'s
+             tensors beside the live ones); plus samples.npz's points in float64 (at most 2·10^7 numbers,
+             ``solver.write_samples``), twice.
 
 Measured against peak RSS at d = 10^4 … 10^6 by ``benchmarks/bench_memory.py`` (docs/operations.md).
 ``work`` bounds what cannot finish: the coordinates of one pass over the test set (test_points·d) — 10^7
@@ -90,9 +93,9 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     sample_floats = n_samples * d if n_samples * d <= SAMPLES_MAX_FLOATS else n_samples * (SAMPLES_HEAD + 1)
     resident = {"runtime": RUNTIME_BYTES, "weights": P * s, "optimizer": opt}
     phases = {
-        "step": batch + 3 * 8 * min(N * d, BLOCK_FLOATS),
+        "step": batch + 3 * 8 * max(min(N * d, BLOCK_FLOATS), d),  # a block holds at least one point
         "evaluation": 2 * rows * d * (8 + s),
-        "artifacts": 2 * 8 * sample_floats,
+        "checkpoint": 2 * P * s + 2 * 8 * sample_floats,
     }
     return MemoryEstimate({k: int(v) for k, v in resident.items()}, {k: int(v) for k, v in phases.items()})
 

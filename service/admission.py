@@ -108,7 +108,7 @@ def _memory_fields(est: MemoryEstimate) -> list[str]:
     if est.resident["weights"] + est.resident["optimizer"] >= est.phases[phase]:
         return ["model.width", "problem.dim"]
     return {"step": ["solver.batch_size", "problem.dim"], "evaluation": ["eval.test_points", "problem.dim"]}.get(
-        phase, ["eval.sample_points"]
+        phase, ["model.width", "problem.dim"]
     )
 
 
