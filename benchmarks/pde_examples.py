@@ -27,12 +27,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--time-limit", type=float, default=45.0)
     ap.add_argument("--methods", default="sdze,sdgd_adam")
+    ap.add_argument("--only", default="", help="comma-separated example stems (default: every examples/pde_*.json)")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     rows = []
     env = {"SDZE_MAX_CONCURRENT_JOBS": "1", "SDZE_RAY_NUM_CPUS": "2", "SDZE_PROGRESS_INTERVAL_S": "1"}
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(pathlib.Path(tmp), env=env) as srv, Client(srv.url) as c:
-        for path in sorted((ROOT / "examples").glob("pde_*.json")):
+        paths = sorted((ROOT / "examples").glob("pde_*.json"))
+        if a.only:
+            paths = [p for p in paths if p.stem in a.only.split(",")]
+        for path in paths:
             for method in a.methods.split(","):
                 spec = json.loads(path.read_text())
                 spec["solver"] = {**spec["solver"], "method": method, "time_limit_s": a.time_limit}
