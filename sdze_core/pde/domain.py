@@ -8,8 +8,8 @@ of one sign (annulus) inside, so u = g there whatever N is. The rule per domain:
 - cube([lo, hi]^d):    B = d / Σ_i 1/(1 − y_i²),  y_i = (2x_i − lo − hi)/(hi − lo)
   the harmonic mean of the per-face factors 1 − y_i² ∈ (0, 1]. It is exactly 0 on every face (one term of
   the sum is infinite there), smooth (C^∞) inside, 1 at the centre, and never below min_i(1 − y_i²): unlike
-  the product Π_i(1 − y_i²), whose typical value at uniform points is e^{−0.61 d} (below the float64 range
-  from d ≈ 1200), it keeps O(1/log d) values at every d. Near a face it behaves like d·(1 − y_i²)/Σ…, i.e.
+  the product Π_i(1 − y_i²), whose typical value at uniform points is e^{−0.61 d} (below the smallest
+  float64 from d ≈ 1200), it keeps O(1/log d) values at every d. Near a face it behaves like d·(1 − y_i²)/Σ…, i.e.
   linearly in the distance, as a distance function should.
 
 Points: balls and annuli follow the catalogue's law x = r·g/|g|, g ~ N(0, I_d), r ~ U[r_lo, r_hi]
