@@ -37,6 +37,7 @@ class AdamEngine:
         for p in self.model.params():
             p.requires_grad_(True)
         self.batches = batch_source(self.problem, self.solver, self.job_seed, self.dtype, self.device)
+        self.batches.first_layer = lambda: self.model.W[0]  # estimator zspace builds its directions from W₁
         a = self.solver.adam
         self.opt = torch.optim.Adam(self.model.params(), lr=a.lr, betas=ADAM_BETAS)
 

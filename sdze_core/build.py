@@ -176,6 +176,11 @@ def conflicts(cfg: RunConfig, given: set[str] | None = None) -> list[Conflict]:
         out.extend(zo_conflicts(s.zo))
     if is_biharmonic(cfg.problem.name, cfg.problem.pde) and s.estimator != "gauss":
         out.append(Conflict(("estimator", "problem.name"), "the biharmonic operator needs estimator 'gauss'"))
+    if s.estimator == "zspace":  # directions from W₁ with the radial boundary correction (estimators.py)
+        if cfg.problem.pde is not None:
+            out.append(Conflict(("estimator", "problem.pde"), "estimator 'zspace' needs a catalogue problem"))
+        if s.method not in FIRST_ORDER_METHODS and (s.zo.perturbation == "full" or not s.zo.crns):
+            out.append(Conflict(("estimator", "method"), "estimator 'zspace' needs subspace perturbations with CRNS"))
     if cfg.problem.name in PARABOLIC_CATALOGUE:  # terminal-value problems: estimators that stay unbiased there
         why = estimator_conflict(cfg.problem.name, s.estimator)
         if why:

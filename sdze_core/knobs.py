@@ -74,7 +74,7 @@ KNOBS: tuple[Knob, ...] = (
          nullable=True, gt=0, le=30 * DAY),
     Knob("batch_size", int, "collocation points per step per worker", preset=False, default=100, ge=1, le=100_000),
     Knob("estimator", str, "spatial estimator (null: sdgd for Laplacians, hte for hte_adam, gauss for the "
-         "biharmonic)", preset=False, nullable=True, choices=("sdgd", "hte", "gauss", "exact")),
+         "biharmonic)", preset=False, nullable=True, choices=("sdgd", "hte", "gauss", "exact", "zspace")),
     Knob("samples", int, "sampled dimensions / probe vectors per step", preset=False, default=16, ge=1, le=10_000),
     Knob("lr_decay_steps", int, "steps over which lr decays linearly (null: the run's steps or its time budget)",
          preset=False, nullable=True, ge=1, le=100_000_000),
@@ -110,6 +110,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("clip", float, "update sgd: normalised δ clipped to ±clip", gt=0, le=1e6),
     Knob("gn_damping", float, "update gn: Levenberg–Marquardt damping λ (relative to diag PᵀP)", ge=0, le=1e6),
     Knob("gn_backtracks", int, "update gn: retries with λ ×10 while a step raises the batch's CRN loss", ge=0, le=20),
+    Knob("gn_trust", float, "update gn: trust region τ, each worker's step of W₁ and of every hidden layer is at "
+         "most τ·max(‖W‖_F, 1) (0: off)", ge=0, le=100),
 )  # fmt: skip
 
 BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}

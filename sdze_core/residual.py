@@ -6,12 +6,20 @@ the spatial directions, all drawn from one step seed and reused by every ± eval
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .estimators import Directions, sample_directions
+from .estimators import (
+    W1_ESTIMATORS,
+    Directions,
+    sample_directions,
+    zspace_boundary,
+    zspace_directions,
+    zspace_with_points,
+)
 from .parabolic.residual import ParabolicBatch
 from .parabolic.residual import residual as parabolic_residual
 from .parabolic.residual import u_jet as parabolic_u_jet
@@ -46,23 +54,26 @@ def make_batch(
     dtype=torch.float32,
     device="cpu",
     with_source: bool = True,
+    dirs: Directions | None = None,
 ) -> StepBatch:
     """Draw the step's points then its directions from ``gen``; f is evaluated in float64 then cast.
 
     ``with_source=False`` gives the same points and directions without f and the boundary jets (what another
     worker needs to rebuild this batch's data-aligned basis: O(Nd) random numbers, no transcendental work).
+    Estimator "zspace": ``dirs`` is W₁'s row basis at the step's start (``estimators.zspace_directions``), extended
+    here by the batch's points.
     """
     x = sample_points(problem, n, gen, dtype, device)
-    dirs = sample_directions(estimator, problem.dim, samples, problem.order, gen, dtype, device)
+    if estimator in W1_ESTIMATORS:
+        dirs = zspace_with_points(dirs, x)  # W₁'s row space (given) extended by this batch's points
+    else:
+        dirs = sample_directions(estimator, problem.dim, samples, problem.order, gen, dtype, device)
     if not with_source:
         return StepBatch(x, None, dirs, None)
-    return StepBatch(
-        x,
-        source_chunked(problem, x).to(dtype),
-        dirs,
-        boundary_jet(problem.boundary_poly, x, dirs, problem.order),
-        boundary_chunked(problem, x, dtype),
-    )
+    bjet = boundary_jet(problem.boundary_poly, x, dirs, problem.order)
+    if estimator in W1_ESTIMATORS:
+        bjet = zspace_boundary(bjet, problem.boundary_poly, x, dirs)
+    return StepBatch(x, source_chunked(problem, x).to(dtype), dirs, bjet, boundary_chunked(problem, x, dtype))
 
 
 def boundary_chunked(problem: Problem, x: Tensor, dtype, max_floats: int = 1 << 22) -> Tensor | None:
@@ -88,6 +99,20 @@ class BatchSource:
         self.problem, self.solver, self.job_seed = problem, solver, job_seed
         self.dtype, self.device = dtype, device
         self._cache: dict[tuple[int, int], StepBatch] = {}
+        # estimator "zspace": the engine's W₁ (read once per step, at its first batch: every worker's batch of
+        # step t then shares the directions of W₁ as it was when the step began)
+        self.first_layer: Callable[[], Tensor] | None = None
+        self._zdirs: tuple[int, Directions] | None = None
+
+    def _directions(self, step: int) -> Directions | None:
+        if self.solver.estimator not in W1_ESTIMATORS:
+            return None
+        if self._zdirs is None or self._zdirs[0] != step:
+            if self.first_layer is None:
+                raise ValueError(f"estimator {self.solver.estimator!r} needs the engine's first layer")
+            with torch.no_grad():
+                self._zdirs = (step, zspace_directions(self.first_layer().detach()))
+        return self._zdirs[1]
 
     def live(self) -> list[StepBatch]:
         return list(self._cache.values())
@@ -112,6 +137,7 @@ class BatchSource:
                 self.dtype,
                 self.device,
                 with_source=with_source,
+                dirs=self._directions(step),
             )
             self._cache[key] = hit
         return hit

@@ -82,6 +82,7 @@ class SDZEEngine:
         if found:
             raise ConfigConflict(found)
         self.batches = batch_source(self.problem, self.solver, self.job_seed, self.dtype, self.device)
+        self.batches.first_layer = lambda: (self.fold(), self.model.W[0])[1]  # estimator zspace: W₁ with pending C
         self.step_data = StepData(self.batches)
         self.last_mom = torch.zeros(self.model.width + 1, dtype=self.dtype, device=self.device)
         self.counters = dict.fromkeys(COUNTERS[cfg.update], 0)

@@ -12,6 +12,7 @@ Only the scalars a_k, the h+1 output-layer coefficients and the p × m' W₁ coe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -88,8 +89,11 @@ def evaluate_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepC
     eta = engine.schedule(step)
     lam = cfg.gn_damping
 
+    region = TrustRegion.of(engine, zs, eta, cfg.gn_trust)
+
     def split(a: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:  # output layer, W₁ coefficients, probes
-        return a[:h1].to(engine.dtype), (a[h1] * d1).reshape(p, -1).to(engine.dtype) if p else None, a[n1:]
+        last, w1, ap = region.bound(a[:h1], (a[h1] * d1).reshape(p, -1) if p else None, a[n1:])
+        return last.to(engine.dtype), w1.to(engine.dtype) if w1 is not None else None, ap
 
     rejected = 0
     for _ in range(cfg.gn_backtracks + 1):
@@ -103,6 +107,71 @@ def evaluate_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepC
     last, w1, ap = parts
     probes = [(k, float(ap[k])) for k in range(cfg.q)]
     return WorkerReport(worker, probes, loss0, last=last, w1=w1, rejected_trials=rejected)
+
+
+@dataclass(frozen=True)
+class TrustRegion:
+    """Bounds on one worker's step, block by block (knob ``gn_trust`` = τ): ‖ΔW‖_F ≤ τ · max(‖W‖_F, 1) for W₁ and
+    for every hidden layer. The output layer is left free (``out_norm`` = ∞): it enters the residual linearly (up to
+    F) and must grow by orders of magnitude in the first steps at high d (N ≈ f/ΔB); bounding it too stalled the
+    fit in measurements (docs/benchmarks.md).
+
+    Why: at d ≫ N the batch's Gauss–Newton step can interpolate N points with a step many times the weights' size
+    (measured: ‖ΔW₁‖ = 14‖W₁‖ in the first step at d = 10^6, N = 16; hidden layers ×20–170 in two steps at d = 10^5,
+    which saturates their tanh units for good). Each block's step is scaled into its bound before the trial loss
+    is measured, so backtracking judges the step that is applied. The coefficients of a block are bounded as
+    η‖A‖_F with ‖U A Vᵀ‖_F = ‖A‖_F (orthonormal bases); the hidden probes share one coefficient per probe across
+    layers, so they are scaled by the tightest layer's factor.
+    """
+
+    tau: float
+    eta: float
+    w1_norm: float
+    out_norm: float
+    hidden_norms: tuple[float, ...] = ()
+    probe_S: tuple[Tensor, ...] = ()  # per hidden subspace layer: (q, r_out, r_in) stacked S_k
+
+    @staticmethod
+    def of(engine: SDZEEngine, zs: list[Perturbation], eta: float, tau: float) -> TrustRegion:
+        if tau <= 0 or eta <= 0:
+            return TrustRegion(0.0, eta, 0.0, 0.0)
+        m = engine.model
+        hidden, stacks = [], []
+        for l, lay in enumerate(engine.layers):
+            if not zs or zs[0].S[l] is None:
+                continue
+            W = m.W[l] if lay.V is None or l == 0 else m.W[l] + lay.U @ lay.C @ lay.V.t()  # h × h: cheap
+            hidden.append(max(float(W.double().norm()), 1.0))
+            stacks.append(torch.stack([z.S[l] for z in zs]).double())
+        return TrustRegion(
+            tau,
+            eta,
+            max(float(m.W[0].double().norm()), 1.0),
+            float("inf"),  # the output layer is free: measured, bounding it stalls the fit (docs/benchmarks.md)
+            tuple(hidden),
+            tuple(stacks),
+        )
+
+    def _factor(self, step_norm: float, weight_norm: float) -> float:
+        cap = self.tau * weight_norm
+        step = self.eta * step_norm
+        return 1.0 if step <= cap else cap / step
+
+    def bound(self, last: Tensor, w1: Tensor | None, ap: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(output-layer coefficients (h+1,), W₁ coefficients (p × m') or None, probe coefficients (q,)), bounded."""
+        if self.tau <= 0:
+            return last, w1, ap
+        if w1 is not None:
+            w1 = w1 * self._factor(float(w1.norm()), self.w1_norm)
+        last = torch.cat([last[:-1] * self._factor(float(last[:-1].norm()), self.out_norm), last[-1:]])
+        if self.probe_S and ap.numel():
+            a = ap.double()
+            f = min(
+                self._factor(float(torch.einsum("k,kij->ij", a, S).norm()), n)
+                for S, n in zip(self.probe_S, self.hidden_norms, strict=True)
+            )
+            ap = ap * f
+        return last, w1, ap
 
 
 def trial_loss(
