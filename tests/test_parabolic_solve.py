@@ -144,3 +144,14 @@ def test_exported_solution_evaluates_at_x_and_t(tmp_path):
     torch.testing.assert_close(sol.predict(pts), s.predict(pts).double(), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="shape"):
         sol.predict(torch.zeros(2, 6, dtype=F64))
+
+
+def test_soft_rule_validation_counts_the_terminal_mismatch():
+    """u = N ≈ 0 nearly solves the PDE rows of HJB; the held-out yardstick must still see u(T) ≠ g."""
+    s = Solver(_spec(method="sdgd_adam").to_config(), device="cpu")
+    assert s.problem.terminal_rule == "soft"
+    with torch.no_grad():
+        s.model.W[-1].zero_()
+        s.model.b[-1].zero_()  # N ≡ 0: zero PDE residual, terminal mismatch |g|
+    v = validation_residual(s.problem, s.model, None, 3)["val_residual"]
+    assert v > 0.5

@@ -7,6 +7,9 @@ d ≤ S_val (exact), else S_val coordinates drawn once from the validation seed 
 coordinates at every evaluation, so the yardstick is a deterministic function of the weights; its square is an
 unbiased estimate of the mean of R̂² over coordinate draws, not of R² — see ``residual``). Pending low-rank
 updates of a zeroth-order engine (W + M Vᵀ) are folded into effective weight copies first.
+Under the soft terminal rule (u = N) the PDE residual alone is small for N ≈ 0, so the yardstick adds the terminal
+mismatch with the training loss's weight λ: val_residual = sqrt(mean_n R_n² + λ·mean_j (u(x_j, T) − g(x_j))²) over
+n/4 seeded terminal points x_j.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..seeds import derive, generator
 from ..taylor import LowRank
 from .problems import ParabolicProblem
 from .residual import batch_from_points, net_jet, residual, sample_spatial, u_jet
-from .sampling import sample_points
+from .sampling import sample_points, terminal_points
 
 VAL_POINTS = 128
 VAL_DIRECTIONS = 128
@@ -58,4 +61,13 @@ def validation_residual(
         batch = batch_from_points(problem, chunk.to(device, dtype), spatial)
         R = residual(problem, batch, u_jet(batch, net_jet(batch, W, b)[1]))
         ss += float(R.double().square().sum())
-    return {"val_residual": math.sqrt(ss / n), "val_points": float(n)}
+    val = ss / n
+    if problem.terminal_rule == "soft":
+        xT = terminal_points(problem, max(1, n // 4), gen, torch.float64, "cpu").to(device, dtype)
+        h = xT
+        for l in range(len(W) - 1):
+            h = torch.tanh(h @ W[l].t() + b[l])
+        u = (h @ W[-1].t() + b[-1])[:, 0]
+        g = problem.terminal.value(xT[:, :d].double())
+        val += problem.terminal_weight * float((u.double() - g).square().mean())
+    return {"val_residual": math.sqrt(val), "val_points": float(n)}

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from sdze_core.parabolic.problems import PARABOLIC_NAMES
+
 from ..points import NPY, EvaluateIn
 from ..problems import PROBLEM, Problem, field_error
 from ..schemas import ArtifactList, EvaluateOut
@@ -132,9 +134,11 @@ async def evaluate(job_id: str, request: Request, owner: Owner) -> Response:
     out_dir = request.app.state.dispatcher.job_dir(job_id)
     if job.state not in ("succeeded", "cancelled") or not (out_dir / "model.safetensors").is_file():
         raise Problem(409, f"job is {job.state}; it has no trained model to evaluate", "no-model")
-    dim = int(job.spec["problem"]["dim"])
+    timed = job.spec["problem"].get("name") in PARABOLIC_NAMES  # time-dependent problems: a point is (x, t)
+    dim = int(job.spec["problem"]["dim"]) + int(timed)
     if x.shape[1] != dim:
-        raise field_error("points", f"each point needs {dim} coordinates (the job's problem.dim), got {x.shape[1]}")
+        what = "the job's problem.dim, then t" if timed else "the job's problem.dim"
+        raise field_error("points", f"each point needs {dim} coordinates ({what}), got {x.shape[1]}")
 
     def run() -> np.ndarray:
         import torch
