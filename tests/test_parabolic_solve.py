@@ -41,7 +41,7 @@ def test_catalogue_name_and_dim_are_a_complete_spec():
         JobSpec.model_validate({"problem": {"name": "bsb", "dim": 10}, "solver": {"estimator": "hte"}})
 
 
-@pytest.mark.parametrize("method", ["sdze", "sdze_published", "sdgd_adam", "hte_adam"])
+@pytest.mark.parametrize("method", ["sdze", "sdze_published", "sdgd_adam", "hte_adam", "sdze_no_crns", "zo_full"])
 def test_every_method_steps_evaluates_and_exports(method, tmp_path):
     s = Solver(_spec(method=method).to_config(), device="cpu")
     before = [p.clone() for p in s.model.params()]
