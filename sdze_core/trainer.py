@@ -292,6 +292,7 @@ class Trainer:
     def _finish(self, status: str, reason: str | None) -> dict:
         cfg, st = self.cfg, self.state
         ev = self.last_eval
+        counters = self._counters()  # before the export: loading the best state would bring back its counters
         info, exported = self._export(status)
         comm = statistics.median(st.comm_bytes) if st.comm_bytes else 0
         params = info.get("params") or (self.ex.describe().get("params") if hasattr(self.ex, "describe") else None)
@@ -322,7 +323,7 @@ class Trainer:
             # user PDEs (pde/): residual and boundary error always, rel L2 / null only where u* exists
             **{k: ev[k] for k in PDE_METRICS if k in ev},
             "exported_state": exported,
-            "counters": self._counters(),
+            "counters": counters,
             "steps_done": st.step,
             "wall_s": round(st.train_s, 3),
             "eval_s": round(st.eval_s, 3),

@@ -199,3 +199,11 @@ def test_final_rel_l2_above_the_null_is_flagged(tmp_path):
     m = Trainer(spec.to_config(), tmp_path).run()  # one step from a random init: still worse than the constant
     assert m["status"] == "succeeded" and m["aniso_ratio"] > 1
     assert m["above_null"] is True and "above the constant null" in m["warning"]
+
+
+def test_counters_are_the_runs_not_the_exported_best_states(tmp_path):
+    # lr 5 makes the default swing, so the best held-out residual is an earlier state than the final one
+    spec = tiny_spec(method="sdze", lr=5.0, steps=40, eval={"test_points": 200, "every": 5})
+    m = Trainer(spec.to_config(), tmp_path).run()
+    assert m["counters"]["gn_worker_steps"] == m["steps_done"] == 40
+    assert json.loads((tmp_path / "metrics.json").read_text())["counters"] == m["counters"]
