@@ -35,4 +35,3 @@ def evaluate(
     rel = math.sqrt(se / uu)
     null = math.sqrt(max(uu - ub * ub / bb, 0.0) / uu)
     return {"rel_l2": rel, "null_rel_l2": null, "aniso_ratio": rel / null if null > 0 else float("inf")}
-
