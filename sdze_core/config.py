@@ -75,7 +75,7 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         rank=4, w1_basis="data", w1_rank_out=2, w1_probes="jacobian",
         refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
         lr=0.5, lr_last_mult=3.0, lr_final_frac=0.1, momentum=0.9, optimizer_state="subspace",
-        rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_backtracks=6, gn_trust=0.1,
+        rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_backtracks=6, gn_trust=1.0,
     ),
     "sdze_published": ZOConfig(
         update="sgd", q=8, eps=1e-3, gradient="two_point", crns=True, perturbation="subspace",
