@@ -95,10 +95,12 @@ def test_validation_residual_sees_pending_low_rank_updates():
     assert abs(a["val_residual"] - b["val_residual"]) < 1e-5 * b["val_residual"]
 
 
-@pytest.mark.parametrize("method,steps,lr", [("sdgd_adam", 400, 1e-2), ("sdze", 40, None)])
-def test_training_beats_the_best_constant_null(method, steps, lr):
-    """HJB (Cole–Hopf) at d = 5: both nulls are far from u*; a short run must get below the best g + τK."""
-    extra = {"lr": lr} if lr else {}
+@pytest.mark.parametrize("method,steps,extra", [("sdgd_adam", 400, {"lr": 1e-2}), ("sdze", 80, {"gn_trust": 0.1})])
+def test_training_beats_the_best_constant_null(method, steps, extra):
+    """HJB (Cole–Hopf) at d = 5: both nulls are far from u*; a short run must get below the best g + τK.
+
+    sdze runs with the trust radius 0.1: at this d the default radius 1.0 learns more slowly (aniso 0.95 after 40
+    steps, 0.72 after 80, against 0.69 and 0.56 at radius 0.1; measured with this spec)."""
     spec = _spec(method=method, steps=steps, batch_size=64, samples=5, dim=5, **extra).model_dump()
     spec["model"] = {"width": 32, "depth": 3}
     s = Solver(JobSpec.model_validate(spec).to_config(), device="cpu")
