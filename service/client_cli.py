@@ -24,13 +24,20 @@ def _print(obj: object) -> None:
 def _summary(job: dict) -> str:
     p = job.get("progress") or {}
     step = f"{p.get('step')}/{p.get('steps')}" if p.get("step") is not None else "-"
+    prob = job["spec"]["problem"]
+    where = f"{prob.get('name', 'user PDE')} d={prob['dim']}"
+    if p.get("rel_l2") is None and p.get("val_residual") is not None:
+        # no exact solution (or none evaluated yet): the held-out PDE residual is the metric that applies
+        return (
+            f"{job['id']}  {job['state']:<9}  step {step:<12}  residual {p['val_residual']:.3e} "
+            f"(held-out PDE residual, RMS)  {where}"
+        )
     rel = f"{p['rel_l2']:.3e}" if p.get("rel_l2") is not None else "-"
     # rel_l2 alone says little at high d: the constant null is ≈ 1e-2 there, so show rel_l2 / null beside it
     aniso = f"{p['aniso_ratio']:.3f}" if p.get("aniso_ratio") is not None else "-"
-    prob = job["spec"]["problem"]
     return (
         f"{job['id']}  {job['state']:<9}  step {step:<12}  rel_l2 {rel:<10}  "
-        f"aniso {aniso:<6} (rel_l2/null, < 1: learned)  {prob['name']} d={prob['dim']}"
+        f"aniso {aniso:<6} (rel_l2/null, < 1: learned)  {where}"
     )
 
 
