@@ -92,7 +92,7 @@ def source_chunked(problem: Problem, x: Tensor, max_floats: int = 1 << 22) -> Te
 
 class BatchSource:
     """The step's common random numbers, drawn from ``seed(job, "batch", t, w)``. Batches of the latest step
-    are kept, so ``apply`` (and timing code) reuses what ``evaluate`` drew; older steps are dropped, since at
+    are kept, so ``apply`` (and timing code) reuses what ``probe`` drew; older steps are dropped, since at
     d = 10^7 one batch is 4 GB."""
 
     def __init__(self, problem: Problem, solver, job_seed: int, dtype=torch.float32, device="cpu"):

@@ -106,15 +106,15 @@ class Solver:
         return isinstance(self.engine, SDZEEngine)
 
     # -- the two halves of an SDZE step (SPEC §2.5) ------------------------------------------------------
-    def evaluate_probes(self, t: int, worker: int = 0) -> WorkerReport:
-        return self.engine.evaluate(t, worker)
+    def probe(self, t: int, worker: int = 0) -> WorkerReport:
+        return self.engine.probe(t, worker)
 
     def apply_probes(self, t: int, reports: list[WorkerReport]) -> float:
         return self.engine.apply(t, reports)
 
     def local_step(self, t: int) -> float:
         if self.zeroth_order:
-            return self.apply_probes(t, [self.evaluate_probes(t, 0)])
+            return self.apply_probes(t, [self.probe(t, 0)])
         return self.engine.step(t)
 
     # -- evaluation and export ------------------------------------------------------------------------

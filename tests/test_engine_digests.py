@@ -75,7 +75,7 @@ def run_case(name: str) -> dict:
     h = hashlib.sha256()
     for t in range(STEPS):
         if s.zeroth_order:
-            reports = [s.evaluate_probes(t, w) for w in range(workers)]
+            reports = [s.probe(t, w) for w in range(workers)]
             loss = s.apply_probes(t, reports)
             if t == STEPS - 1:
                 for r in reports:

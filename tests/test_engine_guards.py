@@ -29,7 +29,7 @@ def tensors_in(obj) -> list[torch.Tensor]:
 @pytest.mark.parametrize("method", ["sdze", "sdze_published", "zo_full"])
 def test_reports_hold_only_cpu_tensors_and_plain_numbers(method):
     s = solver(method=method)
-    r = s.evaluate_probes(0, 1)
+    r = s.probe(0, 1)
     assert all(t.device.type == "cpu" for t in tensors_in(r))
     assert all(isinstance(k, int) and isinstance(d, float) for k, d in r.probes) and isinstance(r.loss, float)
     if method == "sdze":  # the default carries its Gauss–Newton coefficients: h + 1 and p × m'
@@ -48,7 +48,7 @@ def test_a_report_built_from_device_tensors_moves_them_to_the_cpu():
 @pytest.mark.parametrize("part", ["last", "w1", "probes"])
 def test_a_non_finite_gauss_newton_coefficient_is_refused_before_anything_moves(part):
     s = solver(method="sdze")
-    r = s.evaluate_probes(0, 0)
+    r = s.probe(0, 0)
     before = s.state_tensors()
     bad = {
         "last": dict(last=r.last.clone().index_fill_(0, torch.tensor([3]), math.nan)),
@@ -68,7 +68,7 @@ def test_backtracking_rejections_and_zeroed_steps_are_counted_and_checkpointed(t
     s = solver(method="sdze", gn_backtracks=2)
     w = [t.clone() for t in s.model.params()]
     for t in range(3):
-        s.apply_probes(t, [s.evaluate_probes(t, 0), s.evaluate_probes(t, 1)])
+        s.apply_probes(t, [s.probe(t, 0), s.probe(t, 1)])
     assert s.counters() == {"gn_worker_steps": 6, "gn_rejected_trials": 6 * 3, "gn_zeroed_steps": 6}
     s.engine.fold()
     assert all(torch.equal(a, b) for a, b in zip(w, s.model.params(), strict=True))
@@ -92,7 +92,7 @@ def test_unchallenged_steps_count_no_rejection_and_sgd_counts_clipped_probes():
 def test_the_fingerprint_is_equal_for_replicas_and_sees_a_corruption(where):
     a, b = solver(method="sdze_published"), solver(method="sdze_published")
     for t in range(2):
-        reports = [a.evaluate_probes(t, 0)]
+        reports = [a.probe(t, 0)]
         a.apply_probes(t, reports)
         b.apply_probes(t, reports)
     assert a.fingerprint() == b.fingerprint()

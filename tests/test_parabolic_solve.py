@@ -127,7 +127,7 @@ def test_two_workers_exchange_scalars_and_stay_identical():
     cfg = JobSpec.model_validate({**spec.model_dump(), "resources": {"workers": 2}}).to_config()
     a, b = Solver(cfg, device="cpu"), Solver(cfg, device="cpu")
     for t in range(3):
-        reports = [a.evaluate_probes(t, 0), b.evaluate_probes(t, 1)]
+        reports = [a.probe(t, 0), b.probe(t, 1)]
         assert a.apply_probes(t, reports) == b.apply_probes(t, reports)
         assert a.checksum() == b.checksum()
     assert all(r.payload_bytes() < 4096 for r in reports)  # seeds and coefficients only: nothing of size d or P

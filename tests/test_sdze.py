@@ -106,7 +106,7 @@ def test_apply_is_a_deterministic_function_of_the_reports(method):
     spec = tiny_spec(method=method, steps=5)
     a, b = Solver(spec.to_config()), Solver(spec.to_config())
     for t in range(4):
-        reports = [a.evaluate_probes(t, w) for w in range(2)]
+        reports = [a.probe(t, w) for w in range(2)]
         a.apply_probes(t, reports)
         b.apply_probes(t, list(reversed(reports)))  # arrival order does not matter
     assert params_equal(a, b)

@@ -133,7 +133,7 @@ def test_two_workers_equal_single_process_with_both_probe_sets(small_groups, one
     assert digests[0] == digests[1]
     replicas = [Solver(cfg, "cpu"), Solver(cfg, "cpu")]
     for t in range(6):
-        reports = [replicas[w].evaluate_probes(t, w) for w in range(2)]
+        reports = [replicas[w].probe(t, w) for w in range(2)]
         assert sum(len(r.probes) for r in reports) == 2 * Q
         for s in replicas:
             s.apply_probes(t, reports)

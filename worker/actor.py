@@ -84,16 +84,16 @@ class ReplicaWorker:
         }
 
     # -- the step -------------------------------------------------------------------------------------------
-    def evaluate(self, t: int) -> WorkerReport:
+    def probe(self, t: int) -> WorkerReport:
         """This worker's q probes of step t on its own CRN batch (seeds from (job_seed, t, rank, k))."""
-        return self.solver.evaluate_probes(t, self.rank)
+        return self.solver.probe(t, self.rank)
 
     def apply(self, t: int, reports: list[WorkerReport], next_t: int | None = None) -> Applied:
-        """Apply the gathered reports of step t; optionally evaluate step ``next_t`` in the same round trip
-        (the evaluation only reads the parameters just updated, so fusing saves one RPC per step)."""
+        """Apply the gathered reports of step t; optionally probe step ``next_t`` in the same round trip
+        (the probes only read the parameters just updated, so fusing saves one RPC per step)."""
         loss = self.solver.apply_probes(t, reports)
         fp, counters = self.solver.fingerprint(), self.solver.counters()
-        nxt = self.solver.evaluate_probes(next_t, self.rank) if next_t is not None else None
+        nxt = self.solver.probe(next_t, self.rank) if next_t is not None else None
         return Applied(loss, fp, counters, nxt)
 
     def local_step(self, t: int) -> Applied:

@@ -2,13 +2,13 @@
 
 Step t with N workers (SPEC §2.5), driven by ``sdze_core.trainer.Trainer``:
 
-1. every actor w evaluates its q probes on its own CRN batch → a ``WorkerReport`` (``sdze_core/engine/report.py``:
+1. every actor w measures its q probes on its own CRN batch → a ``WorkerReport`` (``sdze_core/engine/report.py``:
    the (k, δ_k) pairs and the loss; for the default method also the h+1 output-layer and p × m' W₁ coefficients);
 2. the driver gathers the N reports (seeds are implicit in (job_seed, t, w, k)) and puts the list in the object
    store once;
 3. every actor applies the identical list, regenerating each perturbation from its seed, returns the loss, a
    fingerprint of the state it just updated and the engine's counters, and (fused into the same RPC) already
-   evaluates its probes of step t+1. Parameters are never sent.
+   probes step t+1. Parameters are never sent.
 
 Byte accounting (``StepResult.comm_bytes``): the all-gather delivers the N reports to each of the N workers,
 so ``comm_bytes = N · Σ_w report_w.payload_bytes()`` (0 with one worker); ``payload_bytes`` documents the exact
@@ -170,7 +170,7 @@ class RayExecutor:
         if self._pending is not None and self._pending[0] == t:
             reports = self._pending[1]
         else:
-            reports = ray.get([a.evaluate.remote(t) for a in self.actors])
+            reports = ray.get([a.probe.remote(t) for a in self.actors])
         self._pending = None
         shared = ray.put(reports)  # one copy in the object store, read by all N actors
         nxt = t + 1 if self.prefetch else None

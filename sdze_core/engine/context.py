@@ -37,7 +37,7 @@ class StepContext:
 class StepData:
     """The workers' batches of the current step (via ``BatchSource``) and their data-aligned bases.
 
-    ``apply`` reuses what ``evaluate`` drew; a new step lets the previous step's batches and bases go first
+    ``apply`` reuses what ``probe`` drew; a new step lets the previous step's batches and bases go first
     (one batch is 4 GB at d = 10^7).
     """
 
@@ -57,7 +57,7 @@ class StepData:
         return self.batches.get(step, worker, with_source=False)
 
     def data_basis(self, batch: StepBatch) -> DataBasis:
-        """The batch's aligned first-layer basis, built once per batch (evaluate and apply share it)."""
+        """The batch's aligned first-layer basis, built once per batch (probe and apply share it)."""
         for b, basis in self._bases:
             if b is batch:
                 return basis

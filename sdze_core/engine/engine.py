@@ -1,6 +1,6 @@
 """The SDZE zeroth-order engine (SPEC §2.2–2.5, §2.7): a dispatcher over probe strategies and update rules.
 
-One step t on worker w: ``evaluate(t, w)`` draws the step's common random numbers (``context``), regenerates the
+One step t on worker w: ``probe(t, w)`` draws the step's common random numbers (``context``), regenerates the
 q perturbations Z_k from their seeds (``perturbation``) and measures them with the configured probe strategy —
 two-point, forward-mode, Gauss–Newton or dense — into a ``WorkerReport``. Then ``apply(t, reports)`` runs on
 every replica with the same (sorted) list and the configured update rule: subspace SGD, full-state SGD, dense
@@ -28,10 +28,10 @@ from .bases import SubspaceLayer, draw_layers, fold, refresh_interval
 from .context import StepContext, StepData, build_context
 from .perturbation import Perturbation, draw_perturbation, perturbation_seed
 from .perturbed_forward import low_rank_terms
-from .probes_dense import evaluate_dense
-from .probes_forward import evaluate_forward
-from .probes_gauss_newton import evaluate_gauss_newton
-from .probes_two_point import evaluate_two_point
+from .probes_dense import probe_dense
+from .probes_forward import probe_forward
+from .probes_gauss_newton import probe_gauss_newton
+from .probes_two_point import probe_two_point
 from .report import WorkerReport
 from .sgd_scaling import normalised_deltas
 from .update_dense_sgd import apply_dense_sgd
@@ -122,7 +122,7 @@ class SDZEEngine:
 
     # ------------------------------------------------------------------------------- step inputs, probes
     def make_batch(self, step: int, worker: int) -> StepBatch:
-        """Worker w's CRN batch of step t (cached: ``apply`` reuses what ``evaluate`` drew)."""
+        """Worker w's CRN batch of step t (cached: ``apply`` reuses what ``probe`` drew)."""
         return self.step_data.batch(step, worker)
 
     def context(self, batch: StepBatch, first: bool = True) -> StepContext:
@@ -142,20 +142,20 @@ class SDZEEngine:
             device=self.device,
         )
 
-    # ---------------------------------------------------------------------------------------- evaluate
+    # ------------------------------------------------------------------------------------------- probe
     @torch.no_grad()
-    def evaluate(self, step: int, worker: int = 0) -> WorkerReport:
+    def probe(self, step: int, worker: int = 0) -> WorkerReport:
         """Measure this worker's q seeded probes on its own CRN batch."""
         cfg = self.cfg
         batch = self.make_batch(step, worker)
         if cfg.perturbation == "full":
-            return evaluate_dense(self, step, worker, batch)
+            return probe_dense(self, step, worker, batch)
         ctx = self.context(batch)
         if cfg.update == "gn":
-            return evaluate_gauss_newton(self, step, worker, ctx)
+            return probe_gauss_newton(self, step, worker, ctx)
         if cfg.gradient == "forward":
-            return evaluate_forward(self, step, worker, ctx)
-        return evaluate_two_point(self, step, worker, ctx)
+            return probe_forward(self, step, worker, ctx)
+        return probe_two_point(self, step, worker, ctx)
 
     # ------------------------------------------------------------------------------------------- apply
     @torch.no_grad()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .engine import SDZEEngine
 
 
-def evaluate_dense(engine: SDZEEngine, step: int, worker: int, batch: StepBatch) -> WorkerReport:
+def probe_dense(engine: SDZEEngine, step: int, worker: int, batch: StepBatch) -> WorkerReport:
     """This worker's q two-point δ_k with dense Z_k; its loss is the mean of the ± evaluations."""
     cfg, m = engine.cfg, engine.model
     probes, losses = [], []

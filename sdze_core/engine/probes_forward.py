@@ -102,7 +102,7 @@ def last_layer_jacobian(problem: Problem, batch: StepBatch, phi: Jet, u: Jet) ->
     return op + problem.nonlinearity_derivative(u[0][:, 0]).unsqueeze(1) * Bphi
 
 
-def evaluate_forward(engine: SDZEEngine, step: int, worker: int, ctx: StepContext) -> WorkerReport:
+def probe_forward(engine: SDZEEngine, step: int, worker: int, ctx: StepContext) -> WorkerReport:
     """Update "sgd" with gradient "forward": δ_k = ⟨∇L, Z_k⟩ = mean_n 2 R_n Ṙ_nk for all q probes at once."""
     q = engine.cfg.q
     zs = [engine.draw(step, worker, k, ctx.data_basis) for k in range(q)]

@@ -78,7 +78,7 @@ def step_offset(zs: list[Perturbation], last: Tensor, w1: Tensor | None, ap: Ten
     return Offset(tuple(subspace), hb, eta * last)
 
 
-def evaluate_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepContext) -> WorkerReport:
+def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepContext) -> WorkerReport:
     """This worker's LM coefficients (probes a_k, output layer, W₁) with backtracking on its CRN loss."""
     cfg = engine.cfg
     zs = [engine.draw(step, worker, k, ctx.data_basis) for k in range(cfg.q)]

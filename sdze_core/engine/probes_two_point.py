@@ -31,7 +31,7 @@ def probe_loss(engine: SDZEEngine, ctx: StepContext, z: Perturbation, eps: float
     return R.square().mean()
 
 
-def evaluate_two_point(engine: SDZEEngine, step: int, worker: int, ctx: StepContext) -> WorkerReport:
+def probe_two_point(engine: SDZEEngine, step: int, worker: int, ctx: StepContext) -> WorkerReport:
     """This worker's q two-point δ_k; its loss is the mean of the ± evaluations."""
     cfg = engine.cfg
     probes: list[tuple[int, float]] = []
