@@ -118,3 +118,14 @@ def test_the_fingerprint_samples_large_tensors_and_the_full_digest_covers_the_re
         b.model.W[0].view(-1)[1].sub_(1e-9)
         b.model.W[0].view(-1)[stride].add_(1e-9)  # a sampled entry
     assert a.fingerprint() != b.fingerprint()
+
+
+def test_fingerprint_check_names_the_odd_worker_deterministically():
+    """A tie (two workers) is judged against the lowest rank; a majority names the minority, whatever set order."""
+    from worker.executor import RayExecutor, ReplicaMismatch
+
+    with pytest.raises(ReplicaMismatch, match=r"at step 5: worker\(s\) 1 hold"):
+        RayExecutor.check_fingerprints(None, 5, ["aaaa", "bbbb"])
+    with pytest.raises(ReplicaMismatch, match=r"at step 2: worker\(s\) 0 hold"):
+        RayExecutor.check_fingerprints(None, 2, ["cccc", "dddd", "dddd"])
+    RayExecutor.check_fingerprints(None, 3, ["eeee", "eeee"])  # agreeing replicas pass

@@ -192,7 +192,9 @@ class RayExecutor:
         """Every step: each replica's fingerprint of the state it just updated must agree; name the odd ones."""
         if len(set(fingerprints)) == 1:
             return
-        majority = max(set(fingerprints), key=fingerprints.count)
+        # the most common fingerprint is the reference; on a tie (two workers) the lowest rank's wins, so the
+        # named worker does not depend on set order (string hashes are salted per process)
+        majority = max(fingerprints, key=fingerprints.count)
         odd = [w for w, f in enumerate(fingerprints) if f != majority]
         detail = ", ".join(f"w{w}: {f[:12]}…" for w, f in enumerate(fingerprints))
         raise ReplicaMismatch(
