@@ -21,6 +21,7 @@ import math
 import torch
 
 from ..estimators import Directions, sample_directions
+from ..evaluation import evaluate
 from ..model import MLP
 from ..residual import StepBatch, residual, u_jet
 from ..sampling import TestSet
@@ -97,26 +98,6 @@ def effective_mlp(model: MLP, lowrank: list | None) -> MLP:
     return MLP(W, [b.detach() for b in model.b])
 
 
-def exact_metrics(problem, predict, test: TestSet, dtype=torch.float32, device="cpu") -> dict[str, float]:
-    """rel L2 ‖u_θ − u*‖/‖u*‖ and the constant null of the ansatz, min_K ‖u* − g − K·B‖/‖u*‖ (SPEC §3.1:
-    the best K·B plus g), on the test set; ``predict`` maps points to u_θ = g + B·N."""
-    se = uu = rb = bb = rr = 0.0
-    for x64 in test.chunks(torch.float64, device):
-        u_star = problem.u_exact(x64)
-        r = u_star - problem.boundary_value(x64)
-        B = problem.boundary(x64)
-        with torch.no_grad():
-            u = predict(x64.to(dtype)).double()
-        se += float((u - u_star).square().sum())
-        uu += float(u_star.square().sum())
-        rb += float((r * B).sum())
-        bb += float(B.square().sum())
-        rr += float(r.square().sum())
-    rel = math.sqrt(se / uu)
-    null = math.sqrt(max(rr - rb * rb / bb, 0.0) / uu)
-    return {"rel_l2": rel, "null_rel_l2": null, "aniso_ratio": rel / null if null > 0 else float("inf")}
-
-
 def user_pde_metrics(
     problem, model: MLP, lowrank: list | None, predict, test: TestSet, seed: int, dtype=torch.float32, device="cpu"
 ) -> dict[str, float | None]:
@@ -124,7 +105,7 @@ def user_pde_metrics(
     held-out residual (also as ``val_residual``, the trainer's best-state criterion) and the boundary error."""
     out: dict[str, float | None] = {"rel_l2": None, "null_rel_l2": None, "aniso_ratio": None}
     if problem.has_exact:
-        out.update(exact_metrics(problem, predict, test, dtype, device))
+        out.update(evaluate(problem, predict, test, dtype, device))
     n = max(64, min(test.n, 2000))
     res = residual_metrics(problem, effective_mlp(model, lowrank), n, seed, dtype, device)
     out.update(res)
