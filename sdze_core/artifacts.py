@@ -7,7 +7,8 @@ import json
 import math
 from pathlib import Path
 
-HISTORY_FIELDS = ("step", "train_s", "loss", "lr", "rel_l2", "aniso_ratio", "val_residual")
+# ref_rel_error: relative error at the reference point (terminal-value problems, where it is the only accuracy figure)
+HISTORY_FIELDS = ("step", "train_s", "loss", "lr", "rel_l2", "aniso_ratio", "val_residual", "ref_rel_error")
 
 
 def write_json(path: Path, obj: dict) -> None:
@@ -36,7 +37,8 @@ def write_history(path: Path, rows: list[dict]) -> None:
 
 
 def plot_history(path: Path, rows: list[dict], null_rel_l2: float | None, title: str) -> None:
-    """loss.png: training loss and test rel L2 against step (top) and training time (bottom)."""
+    """loss.png: training loss and test rel L2 (and the reference-point error where there is one) against step
+    (top) and training time (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,6 +48,7 @@ def plot_history(path: Path, rows: list[dict], null_rel_l2: float | None, title:
     times = [r["train_s"] for r in rows]
     losses = [r["loss"] for r in rows]
     ev = [r for r in rows if r.get("rel_l2") is not None]
+    ref = [r for r in rows if r.get("ref_rel_error") is not None]  # time-dependent problems' point reference
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
     for row, (xs, xe, xlabel) in enumerate(
         [(steps, [r["step"] for r in ev], "step"), (times, [r["train_s"] for r in ev], "training time [s]")]
@@ -57,11 +60,15 @@ def plot_history(path: Path, rows: list[dict], null_rel_l2: float | None, title:
         ax = axes[row][1]
         if ev:
             ax.semilogy(xe, [r["rel_l2"] for r in ev], "o-", ms=3, label="rel L2 (test)")
+        if ref:
+            xr = [r["step" if row == 0 else "train_s"] for r in ref]
+            ax.semilogy(xr, [r["ref_rel_error"] for r in ref], "s-", ms=3, label="rel. error at the reference point")
         if null_rel_l2:
             ax.axhline(null_rel_l2, color="gray", ls="--", label="constant null")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("relative L2 error")
-        ax.legend(loc="best", fontsize=8)
+        ax.set_ylabel("relative error")
+        if ev or ref or null_rel_l2:
+            ax.legend(loc="best", fontsize=8)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)

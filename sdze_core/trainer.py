@@ -34,6 +34,7 @@ WARMUP = 20
 SMOOTH = 5  # steps in the running median of the training loss that the rise guard watches
 RISE_FACTOR = 1e4  # mean squared residual: four orders of magnitude above its lowest running median
 VAL_RISE_FACTOR = 1e2  # RMS held-out residual: the same four orders in squared terms
+EVAL_ROW_KEYS = ("rel_l2", "aniso_ratio", "val_residual", "ref_rel_error")  # an evaluation's figures in its history row
 
 
 class Diverged(RuntimeError):
@@ -53,6 +54,7 @@ class Progress:
     event: str = "step"  # "step" | "eval" | "checkpoint" | "done"
     val_residual: float | None = None
     counters: dict | None = None  # the engine's rejected/zeroed steps and backtracks, where it counts them
+    ref_rel_error: float | None = None  # terminal-value problems with a point reference (parabolic/)
 
 
 @dataclass
@@ -157,7 +159,12 @@ class Trainer:
         m = self.ex.evaluate()
         self.last_eval = m
         row = self.state.history[-1] if self.state.history else {"step": 0, "train_s": 0.0, "loss": None}
-        row.update(rel_l2=m["rel_l2"], aniso_ratio=m["aniso_ratio"], val_residual=m.get("val_residual"))
+        row.update(
+            rel_l2=m["rel_l2"],
+            aniso_ratio=m["aniso_ratio"],
+            val_residual=m.get("val_residual"),
+            ref_rel_error=m.get("ref_rel_error"),  # point-reference problems have no rel_l2 to plot
+        )
         v = m.get("val_residual")
         best_v = self.best.get("val_residual", math.inf)
         if v is not None and math.isfinite(v) and v < best_v:
@@ -195,7 +202,7 @@ class Trainer:
                         "step": 0,
                         "train_s": 0.0,
                         "loss": None,
-                        **{k: self.last_eval.get(k) for k in ("rel_l2", "aniso_ratio", "val_residual")},
+                        **{k: self.last_eval.get(k) for k in EVAL_ROW_KEYS},
                     }
                 )
             while self._budget_left():
@@ -276,6 +283,7 @@ class Trainer:
             event,
             self.last_eval.get("val_residual"),
             self._counters(),
+            self.last_eval.get("ref_rel_error"),
         )
 
     def _export(self, status: str) -> tuple[dict, str | None]:

@@ -1,7 +1,7 @@
 """A job's training history (the curves' data), served incrementally while it runs.
 
 Two sources, one row format (``sdze_core.artifacts.HISTORY_FIELDS``: step, train_s, loss, lr, rel_l2,
-aniso_ratio, plus any residual metrics a problem without an exact solution reports):
+aniso_ratio, val_residual, ref_rel_error, plus any residual metrics a problem without an exact solution reports):
 
 - ``history.csv`` in the job's artifacts folder: every step, written by the trainer when the run ends
   (succeeded, cancelled or diverged), so a finished job's curves are complete.
@@ -36,6 +36,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["history"])
 HISTORY = "history.csv"
 ERROR_LOG = "error.log"
 EVAL_EVENTS = frozenset({"eval", "done"})  # progress events whose test metrics were measured at their step
+EVAL_KEYS = ("rel_l2", "aniso_ratio", "ref_rel_error")  # test metrics an evaluation event carries
 RESIDUAL_PREFIXES = ("val_residual", "residual_", "boundary_")  # what problems without an exact solution report
 EVENTS_PAGE = 5000
 
@@ -48,6 +49,9 @@ class HistoryRow(BaseModel):
     lr: float | None = None
     rel_l2: float | None = Field(None, description="relative L2 error on the test set (evaluation rows only)")
     aniso_ratio: float | None = Field(None, description="rel_l2 / null_rel_l2: below 1 the model beat a constant")
+    ref_rel_error: float | None = Field(
+        None, description="|u(0, x0) - u_ref| / |u_ref| at the reference point (time-dependent problems; eval rows)"
+    )
 
 
 class HistoryOut(BaseModel):
@@ -116,7 +120,7 @@ def rows_from_events(store: Any, job_id: str) -> list[dict[str, Any]]:
                 row["loss"] = d["loss"]
             if d.get("event") in EVAL_EVENTS:
                 for k, v in d.items():
-                    if (k in ("rel_l2", "aniso_ratio") or k.startswith(RESIDUAL_PREFIXES)) and v is not None:
+                    if (k in EVAL_KEYS or k.startswith(RESIDUAL_PREFIXES)) and v is not None:
                         row[k] = v
         if len(evs) < EVENTS_PAGE:
             break
