@@ -1,4 +1,4 @@
-"""Run artifacts besides the weights: metrics.json, history.csv and loss.png."""
+"""Run artifacts besides the weights: metrics.json, history.csv, loss.png (and time_slices.json, parabolic/)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 
 # ref_rel_error: relative error at the reference point (terminal-value problems, where it is the only accuracy figure)
+# time-dependent problems: error against t, one entry per slice t = 0, T/4, …, T (``parabolic.evaluation.time_slices``)
+TIME_SLICES = "time_slices.json"
 HISTORY_FIELDS = ("step", "train_s", "loss", "lr", "rel_l2", "aniso_ratio", "val_residual", "ref_rel_error")
 
 

@@ -9,6 +9,13 @@ With u = g + τN, τ = T − t, on a seeded test set (problems with a closed for
 ``null_exact`` is true where that null already solves the problem (HJB-Lin: u* = g + τ): such a problem proves
 nothing and is labelled so. At a point reference (t, x) = (0, x₀): ref_rel_error = |u_θ − u_ref|/|u_ref| and the
 terminal null's ref_null_rel_error = |g(x₀) − u_ref|/|u_ref| (one point cannot fix a best K). Sums in float64.
+
+Error against t (``time_slices``): at t_k = kT/4, k = 0 … 4, the same seeded normals ξ (n, d) are mapped through
+the test law's marginal at t_k (so at t = 0 every point is x₀), and on each slice
+    rel_l2 = ‖u_θ − u_ref‖ / ‖u_ref‖,  with the nulls ‖g − u_ref‖/‖u_ref‖ and ‖g + τK − u_ref‖/‖u_ref‖
+(K the test set's best constant), where u_ref is what is known there: u* where a closed form exists, g at t = T
+(the terminal condition, for every problem), the reference value at t = 0 for a point reference (the slice is
+x₀ then); elsewhere nothing is known and the slice's figures are None. Beside it the curve t ↦ u_θ(t, x₀).
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..seeds import derive, generator
 from .problems import ParabolicProblem
 from .sampling import ParabolicTestSet
 
 NULL_EXACT_TOL = 1e-10
+SLICES = 5  # error against t at t_k = kT/(SLICES − 1)
 # what metrics.json carries beyond the stationary keys (rel_l2, null_rel_l2, aniso_ratio, val_residual)
 EXTRA_METRICS = (
     "ref_rel_error",
@@ -89,3 +98,116 @@ def evaluate(
             ref_null_rel_error=abs(g0 - value) / abs(value),
         )
     return out
+
+
+def null_constant(problem: ParabolicProblem, test: ParabolicTestSet | None, device="cpu") -> float | None:
+    """The best constant K = Σeτ/Στ², e = u* − g, on the test set (as ``evaluate``'s null_K); None without u*."""
+    if not problem.has_exact or test is None:
+        return None
+    et = tt = 0.0
+    d = problem.dim
+    for xt in test.chunks(torch.float64, device):
+        x, t = xt[:, :d], xt[:, d]
+        tau = problem.T - t
+        et += float(((problem.u_exact(x, t) - problem.terminal.value(x)) * tau).sum())
+        tt += float(tau.square().sum())
+    return et / tt
+
+
+def slice_points(problem: ParabolicProblem, t: float, xi: Tensor) -> Tensor:
+    """x̃ (n, d+1) at time t from standard normals ξ (n, d) through the test law's marginal at t
+    (``sampling.sample_points``' rules): x₀ + √(2νt)ξ ("gaussian"), x₀·exp(σ√t ξ − σ²t/2) ("gbm", σ² = 2κ)."""
+    x0 = problem.origin(xi.dtype, xi.device)
+    if problem.law == "gbm":
+        s2 = 2 * problem.kappa
+        x = x0 * torch.exp(math.sqrt(s2 * t) * xi - 0.5 * s2 * t)
+    elif problem.law == "gaussian":
+        x = x0 + math.sqrt(2 * problem.nu * t) * xi
+    else:
+        raise ValueError(f"no marginal law at fixed t for law {problem.law!r}")
+    return torch.cat([x, torch.full_like(x[:, :1], t)], 1)
+
+
+def known_values(problem: ParabolicProblem, x: Tensor, t: float) -> tuple[Tensor | None, str | None]:
+    """(u at the slice's points x (n, d) where known, what it is): u* ("exact"), g at t = T ("terminal condition"),
+    the point reference at t = 0 ("reference point": the slice is x₀ there), else (None, None)."""
+    tt = torch.full_like(x[:, 0], t)
+    if problem.has_exact:
+        return problem.u_exact(x, tt), "exact"
+    if t == problem.T:
+        return problem.terminal.value(x), "terminal condition"
+    ref = problem.reference_point(x.dtype)
+    if t == 0 and ref is not None and bool((x == ref[0].to(x.device)).all()):
+        return torch.full_like(tt, ref[2]), "reference point"
+    return None, None
+
+
+def time_slices(
+    problem: ParabolicProblem,
+    predict: Callable[[Tensor], Tensor],
+    n: int,
+    seed: int,
+    null_K: float | None = None,
+    dtype=torch.float32,
+    device="cpu",
+    rows: int = 2048,
+) -> tuple[list[dict], dict[str, Tensor]]:
+    """Error against t on n seeded points per slice (module docstring). Returns one dict per slice (t, truth,
+    rel_l2, null_terminal_rel_l2, null_rel_l2, u_origin = u_θ(t, x₀), u_origin_ref where known, origin_rel_error)
+    and float64 arrays: slice_t (K,), slice_u_pred / slice_u_ref (NaN where unknown) / slice_g / slice_r = |x|
+    (K, n), and the per-slice figures (K,) with NaN for None."""
+    d, T = problem.dim, problem.T
+    ts = [k * T / (SLICES - 1) for k in range(SLICES)]
+    out: list[dict] = []
+    cols: dict[str, list] = {"slice_u_pred": [], "slice_u_ref": [], "slice_g": [], "slice_r": []}
+    x0 = problem.origin(torch.float64, device).unsqueeze(0)
+    for t in ts:
+        se = rr = ge = ke = 0.0
+        truth = None
+        parts: dict[str, list] = {k: [] for k in cols}
+        for i, start in enumerate(range(0, n, rows)):
+            m = min(rows, n - start)
+            xi = torch.randn(m, d, generator=generator(derive(seed, "slice", i)), dtype=torch.float64).to(device)
+            xt = slice_points(problem, t, xi)
+            x = xt[:, :d]
+            with torch.no_grad():
+                u = predict(xt.to(dtype)).double()
+            g = problem.terminal.value(x)
+            ref, truth = known_values(problem, x, t)
+            if ref is not None:
+                se += float((u - ref).square().sum())
+                rr += float(ref.square().sum())
+                ge += float((g - ref).square().sum())
+                if null_K is not None:
+                    ke += float((g + (T - t) * null_K - ref).square().sum())
+            parts["slice_u_pred"].append(u)
+            parts["slice_u_ref"].append(ref if ref is not None else torch.full_like(u, math.nan))
+            parts["slice_g"].append(g)
+            parts["slice_r"].append(x.norm(dim=1))
+        for k in cols:
+            cols[k].append(torch.cat(parts[k]).cpu())
+        known = truth is not None and rr > 0
+        origin = torch.cat([x0, torch.full_like(x0[:, :1], t)], 1)
+        with torch.no_grad():
+            u0 = float(predict(origin.to(dtype)).double()[0])
+        ref0, _ = known_values(problem, x0, t)
+        v0 = None if ref0 is None else float(ref0[0])
+        out.append(
+            {
+                "t": t,
+                "truth": truth,
+                "points": n,
+                "rel_l2": math.sqrt(se / rr) if known else None,
+                "null_terminal_rel_l2": math.sqrt(ge / rr) if known else None,
+                "null_rel_l2": math.sqrt(ke / rr) if known and null_K is not None else None,
+                "u_origin": u0,
+                "u_origin_ref": v0,
+                "origin_rel_error": abs(u0 - v0) / abs(v0) if v0 else None,
+            }
+        )
+    arrays = {k: torch.stack(v) for k, v in cols.items()}
+    arrays["slice_t"] = torch.tensor(ts, dtype=torch.float64)
+    for key in ("rel_l2", "null_terminal_rel_l2", "null_rel_l2", "u_origin", "u_origin_ref"):
+        vals = [math.nan if s[key] is None else s[key] for s in out]
+        arrays["slice_" + key] = torch.tensor(vals, dtype=torch.float64)
+    return out, arrays

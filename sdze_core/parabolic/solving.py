@@ -4,7 +4,8 @@ Metrics are ``evaluation.evaluate``'s (rel L2 and both nulls where a closed form
 error where a reference value exists). samples.npz holds the first ``eval.sample_points`` test points with their
 time: ``t``, ``r`` = |x|, ``x`` (or ``x_head``, the first 8 coordinates, when the points are too many numbers),
 ``u_pred``, ``g`` (the terminal-only null) and ``u_exact`` where a closed form exists — samples at many t, so
-a page can plot error against t.
+a page can plot error against t — plus the ``slice_*`` arrays of ``evaluation.time_slices`` (the same seeded points
+at t = 0, T/4, T/2, 3T/4, T), whose per-slice figures also go to ``time_slices.json`` (what the page plots).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..artifacts import TIME_SLICES, write_json
 from ..seeds import derive
-from .evaluation import evaluate
+from .evaluation import evaluate, null_constant, time_slices
 from .problems import ParabolicProblem
 from .sampling import ParabolicTestSet
 from .validation import validation_residual
@@ -60,4 +62,14 @@ def write_samples(solver, path: Path, max_floats: int = 20_000_000, head: int = 
             cols["u_exact"].append(p.u_exact(x, t).cpu().numpy())
         if got >= n:
             break
-    np.savez_compressed(path, **{k: np.concatenate(v) for k, v in cols.items() if v})
+    # error against t: slices at t = 0, T/4, …, T on the same number of seeded points (evaluation.time_slices)
+    K = null_constant(p, ts, solver.device)
+    seed = derive(ts.seed, "slices")
+    slices, arrays = time_slices(p, solver.predict, n, seed, K, solver.dtype, solver.device, ts.rows)
+    np.savez_compressed(
+        path,
+        **{k: np.concatenate(v) for k, v in cols.items() if v},
+        **{k: v.numpy() for k, v in arrays.items()},
+    )
+    facts = {"problem": p.name, "dim": p.dim, "T": p.T, "terminal_rule": p.terminal_rule, "law": p.law}
+    write_json(path.with_name(TIME_SLICES), {**facts, "null_K": K, "slices": slices})
