@@ -13,9 +13,9 @@ terminal null's ref_null_rel_error = |g(x₀) − u_ref|/|u_ref| (one point cann
 Error against t (``time_slices``): at t_k = kT/4, k = 0 … 4, the same seeded normals ξ (n, d) are mapped through
 the test law's marginal at t_k (so at t = 0 every point is x₀), and on each slice
     rel_l2 = ‖u_θ − u_ref‖ / ‖u_ref‖,  with the nulls ‖g − u_ref‖/‖u_ref‖ and ‖g + τK − u_ref‖/‖u_ref‖
-(K the test set's best constant), where u_ref is what is known there: u* where a closed form exists, g at t = T
-(the terminal condition, for every problem), the reference value at t = 0 for a point reference (the slice is
-x₀ then); elsewhere nothing is known and the slice's figures are None. Beside it the curve t ↦ u_θ(t, x₀).
+(K the test set's best constant), where u_ref is what is known there: g at t = T (the terminal condition, for
+every problem), u* where a closed form exists, the reference value at t = 0 for a point reference (the slice is x₀
+then); elsewhere nothing is known and the slice's figures are None. Beside it the curve t ↦ u_θ(t, x₀).
 """
 
 from __future__ import annotations
@@ -129,13 +129,13 @@ def slice_points(problem: ParabolicProblem, t: float, xi: Tensor) -> Tensor:
 
 
 def known_values(problem: ParabolicProblem, x: Tensor, t: float) -> tuple[Tensor | None, str | None]:
-    """(u at the slice's points x (n, d) where known, what it is): u* ("exact"), g at t = T ("terminal condition"),
+    """(u at the slice's points x (n, d) where known, what it is): g at t = T ("terminal condition"), u* ("exact"),
     the point reference at t = 0 ("reference point": the slice is x₀ there), else (None, None)."""
     tt = torch.full_like(x[:, 0], t)
+    if t == problem.T:  # u(T, ·) = g by definition (a quadrature u* at τ = 0 would only approximate it)
+        return problem.terminal.value(x), "terminal condition"
     if problem.has_exact:
         return problem.u_exact(x, tt), "exact"
-    if t == problem.T:
-        return problem.terminal.value(x), "terminal condition"
     ref = problem.reference_point(x.dtype)
     if t == 0 and ref is not None and bool((x == ref[0].to(x.device)).all()):
         return torch.full_like(tt, ref[2]), "reference point"
