@@ -53,6 +53,18 @@ NO_EXACT = {
     "solver": {"method": "sdze", "steps": 20},
     "eval": {"test_points": 200, "every": 5, "sample_points": 100},
 }
+# Time-dependent problems (parabolic/): one with an exact solution at every t, one known only at (0, x₀) and at T.
+TIME_HJB = {
+    "problem": {"name": "hjb_cole_hopf", "dim": 10},
+    "model": {"width": 16},
+    "solver": {"method": "sdze", "steps": 20},
+    "eval": {"test_points": 200, "every": 5, "sample_points": 50},
+}
+TIME_HEAT = {
+    **TIME_HJB,
+    "problem": {"name": "semilinear_heat", "dim": 10},
+    "solver": {"method": "sdgd_adam", "steps": 20},
+}
 TERMINAL = ("succeeded", "failed", "cancelled")
 # A real Ray ActorDiedError text (captured from an actor whose __init__ raised), colours included.
 RAY_ERROR = (
@@ -104,7 +116,7 @@ def test_rows_from_events_take_test_metrics_from_evaluations_only(tmp_path):
         (7, "step", 0.5, 2.0),
         (10, "done", 0.25, 1.5),
     ]:
-        data = {**base, "step": step, "loss": 10.0 / step, "train_s": 0.1 * step, "event": event}
+        data = {**base, "step": step, "loss": 10.0 / step, "train_s": 0.1 * step, "event": event, "ref_rel_error": val}
         store.set_progress(job.id, {**data, "rel_l2": rel, "aniso_ratio": rel / 0.05, "val_residual": val})
     store.add_event(job.id, "state", {"state": "running"})
     store.set_progress(job.id, {**base, "step": 10, "loss": 1.0, "train_s": 1.0, "event": "step"})  # repeats step 10
@@ -112,6 +124,7 @@ def test_rows_from_events_take_test_metrics_from_evaluations_only(tmp_path):
     assert [r["step"] for r in rows] == [1, 5, 7, 10]
     assert [r.get("rel_l2") for r in rows] == [None, 0.5, None, 0.25]  # step events repeat the last evaluation
     assert [r.get("val_residual") for r in rows] == [None, 2.0, None, 1.5]  # residual metrics ride along
+    assert [r.get("ref_rel_error") for r in rows] == [None, 2.0, None, 1.5]  # and the reference-point error
     assert rows[-1]["loss"] == 1.0 and rows[0]["train_s"] == pytest.approx(0.1)
     assert null_rel_l2(store.get(job.id), rows) == pytest.approx(0.05)  # rel_l2 / aniso_ratio of an evaluation
     store.close()
@@ -139,12 +152,15 @@ def client(server):
 
 @pytest.fixture(scope="module")
 def jobs(client):
-    """Four finished jobs: sdze and sdgd_adam on the same PDE, one that diverged, one without an exact solution."""
+    """Six finished jobs: sdze and sdgd_adam on the same PDE, one that diverged, one without an exact solution, and
+    two time-dependent ones (exact solution; point reference only)."""
     ids = {
         "sdze": client.submit(TINY)["id"],
         "adam": client.submit({**TINY, "solver": {"method": "sdgd_adam", "steps": 40, "lr": 0.01}})["id"],
         "failed": client.submit(DIVERGES)["id"],
         "no_exact": client.submit(NO_EXACT)["id"],
+        "hjb": client.submit(TIME_HJB)["id"],
+        "heat": client.submit(TIME_HEAT)["id"],
     }
     return {k: wait_for_job(client, v, lambda j: j["state"] in TERMINAL, timeout=240) for k, v in ids.items()}
 
@@ -353,6 +369,48 @@ def test_browser_pde_without_exact_solution_shows_residual(server, jobs, tmp_pat
     dom = _browse(f"{server.url}/#token={TOKEN}", tmp_path)
     row = re.search(rf'<tr data-job="{job["id"]}".*?</tr>', dom, re.S)
     assert row and "held-out residual (RMS) instead of rel L2" in row.group(0) and "n/a" in row.group(0)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("key", ["hjb", "heat"])
+def test_browser_time_dependent_job_error_against_t(server, jobs, tmp_path, key):
+    job = jobs[key]
+    assert job["state"] == "succeeded", job
+    m, rows = job["metrics"], _csv_rows(server, job["id"])
+    ts = _get(server, f"/v1/jobs/{job['id']}/artifacts/time_slices.json").json()
+    dom = _browse(f"{server.url}/job?id={job['id']}#token={TOKEN}", tmp_path, f"time-{key}", 2300)
+    # The reference-point error over the run: every evaluation's row, and the terminal-only null across every x.
+    n_ref = sum(1 for r in rows if r["ref_rel_error"])
+    assert n_ref == 5  # steps 0, 5, 10, 15, 20
+    ref = _attrs(dom, "ref-chart")
+    assert (
+        ref["data-points"] == f"{n_ref},{len(rows)}"
+        and ref["data-series"] == "rel. error at the reference point|terminal-only null"
+    )
+    assert float(ref["data-null"]) == pytest.approx(m["ref_null_rel_error"])
+    # Error against t from time_slices.json: one point per slice where u is known there (a zero is not drawable).
+    S = ts["slices"]
+    assert [s["t"] for s in S] == pytest.approx([k * ts["T"] / 4 for k in range(5)])
+
+    def drawn(k):
+        return sum(1 for s in S if s[k] is not None and s[k] > 0)
+
+    tc = _attrs(dom, "time-chart")
+    if key == "hjb":  # known at every t (u*, and g at T); the nulls are zero at t = T
+        assert [drawn("rel_l2"), drawn("null_terminal_rel_l2"), drawn("null_rel_l2")] == [5, 4, 4]
+        assert tc["data-points"] == "5,4,4" and tc["data-series"].endswith("|best-constant null g + (T − t)K")
+        assert _attrs(dom, "origin-chart")["data-points"] == "5,5"
+        assert "u is known at every t" in _text(dom)
+    else:  # known only at (0, x₀) (the reference value) and at t = T (g)
+        assert [s["truth"] for s in S] == ["reference point", None, None, None, "terminal condition"]
+        assert tc["data-points"] == "2,1" and tc["data-series"] == "rel L2 at t (model)|terminal-only null (N = 0)"
+        assert _attrs(dom, "origin-chart")["data-points"] == "5,2"
+        assert "Known for this problem only at t = 0.000 (reference point), t = 0.300 (terminal condition)" in _text(
+            dom
+        )
+    assert dom.count("<canvas") == 5  # loss, rel L2 or residual, reference point, error against t, u(t, x₀)
+    text = " ".join(_text(dom).split())
+    assert f"ref. point error {m['ref_rel_error']:.3f}" in text or f"ref. point error {m['ref_rel_error']:.3e}" in text
 
 
 @pytest.mark.browser

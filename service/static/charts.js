@@ -8,7 +8,7 @@ const X_AXES = {
   time: { key: "train_s", label: "training time [s]" },
 };
 
-// series: [{label, values (aligned with xs), color, dash, points}]; opts: {title, xLabel, yLabel, logY}.
+// series: [{label, values (aligned with xs), color, dash, points, spanGaps}]; opts: {title, xLabel, yLabel, logY}.
 // The box gets data-points="n,n,…" (non-null values per series) so tests and people can count what is drawn.
 function drawChart(box, xs, series, opts) {
   const width = Math.max(320, Math.min(box.clientWidth || 900, 1100));
@@ -41,7 +41,7 @@ function drawChart(box, xs, series, opts) {
         stroke: s.color || COLORS[i % COLORS.length],
         width: s.width || 1.5,
         dash: s.dash,
-        spanGaps: true,
+        spanGaps: s.spanGaps ?? true,  // false where a gap means "unknown there", not "not measured at this x"
         points: { show: s.points ?? "auto", size: 5 },
         value: (u, v) => v == null ? "–" : fmt(v, 4),
       })),
@@ -50,7 +50,8 @@ function drawChart(box, xs, series, opts) {
     cursor: { drag: { x: true, y: false } },
   };
   box.replaceChildren();
-  const counts = series.map(s => s.values.filter(v => v != null && v > 0).length);
+  const drawn = opts.logY === false ? v => v != null : v => v != null && v > 0;  // log axis: positive values only
+  const counts = series.map(s => s.values.filter(drawn).length);
   box.dataset.points = counts.join(",");
   box.dataset.series = series.map(s => s.label).join("|");
   if (!xs.length || counts.every(n => n === 0)) {
