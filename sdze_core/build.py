@@ -30,7 +30,7 @@ from .config import (
 from .knobs import ADAM_KNOBS, KNOBS
 from .parabolic.hooks import estimator_conflict
 from .parabolic.problems import PARABOLIC_CATALOGUE
-from .pde.schema import pde_order
+from .pde.schema import parabolic_estimator_conflict, pde_order
 from .problems import CATALOGUE
 
 if TYPE_CHECKING:
@@ -185,4 +185,7 @@ def conflicts(cfg: RunConfig, given: set[str] | None = None) -> list[Conflict]:
         why = estimator_conflict(cfg.problem.name, s.estimator)
         if why:
             out.append(Conflict(("estimator", "problem.name"), why))
+    why = parabolic_estimator_conflict(cfg.problem.pde, s.estimator)  # the same rule for a written-out one
+    if why:
+        out.append(Conflict(("estimator", "problem.pde"), why))
     return out

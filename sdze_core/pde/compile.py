@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .expr import Bin, Coef, Dim, Node, Norm2, Num, PdeError, Pow, Reduce, U, Unary, X, walk
+from .expr import Bin, Coef, Dim, Node, Norm2, Num, PdeError, Pow, Reduce, Time, U, Unary, X, walk
 
 # f, f', f'' (f' and f'' as functions of the argument a and the value y = f(a))
 FUNC_TABLE: dict[str, tuple[Callable, Callable, Callable]] = {
@@ -209,6 +209,8 @@ class Program:
             return Instr("norm2")
         if isinstance(m, U):
             return Instr("u")
+        if isinstance(m, Time):
+            return Instr("t")
         if isinstance(m, Unary):
             return Instr(m.fn, tuple(a), None, isl)
         if isinstance(m, Bin):
@@ -345,19 +347,47 @@ class Program:
         v = self._outer_vals[j]
         return v.unsqueeze(-1) if isinstance(v, Tensor) and v.dim() == 1 else v
 
-    def __call__(self, x: Tensor | None = None, u: Tensor | None = None) -> Tensor:
-        """Value at points x (N, d) (or at u for a reaction), shape (N,) (or u's shape)."""
+    def __call__(self, x: Tensor | None = None, u: Tensor | None = None, t: Tensor | None = None) -> Tensor:
+        """Value at points x (N, d) (or at u for a reaction; t (N,) where the expression reads the time),
+        shape (N,) (or u's shape)."""
+        ref = x if x is not None else (u if u is not None else t)
+        vals = self.values(x, u, t)
+        out = vals[self.root]
+        shape = ref.shape[:1] if x is not None else ref.shape
+        return out.expand(shape) if out.shape != shape else out
+
+    def ancestors(self, ids) -> set[int]:
+        """The outer instructions that ``ids`` need (themselves included)."""
+        need: set[int] = set()
+        stack = list(ids)
+        while stack:
+            i = stack.pop()
+            if i in need:
+                continue
+            need.add(i)
+            stack.extend(j for j in self.instrs[i].args if not self.instrs[j].local)
+        return need
+
+    def values(
+        self, x: Tensor | None = None, u: Tensor | None = None, t: Tensor | None = None, only=None
+    ) -> dict[int, Tensor]:
+        """The outer instructions' values (all, or those that the ids in ``only`` need): {id: tensor}."""
         self._outer_vals = {}
         groups: dict[int, list[Tensor]] = {}
         vals = self._outer_vals
-        ref = x if x is not None else u
+        ref = x if x is not None else (u if u is not None else t)
+        need = None if only is None else self.ancestors(only)
         for i in self.order:
+            if need is not None and i not in need:
+                continue
             ins = self.instrs[i]
             op = ins.op
             if op == "num":
                 vals[i] = torch.tensor(ins.const, dtype=ref.dtype, device=ref.device)
             elif op == "u":
                 vals[i] = u
+            elif op == "t":
+                vals[i] = t
             elif op == "xc":
                 vals[i] = x[:, ins.const]
             elif op == "coefc":
@@ -374,10 +404,8 @@ class Program:
                 vals[i] = FUNC_TABLE[op][0](vals[ins.args[0]])
             else:
                 vals[i] = _apply(op, [vals[j] for j in ins.args], ins.const)
-        out = vals[self.root]
-        shape = ref.shape[:1] if x is not None else ref.shape
         self._outer_vals = {}
-        return out.expand(shape) if out.shape != shape else out
+        return vals
 
 
 def _apply(op: str, a: list[Tensor], const) -> Tensor:

@@ -126,8 +126,8 @@ class Laplacian:
                             "a window term uses a per-point quantity (norm2(x), x[k] or a sum): "
                             "the exact source cannot be derived; give pde.source",
                         )
-            if ins.op == "u":
-                raise PdeError(prog.fld, "u cannot appear here")
+            if ins.op in ("u", "t"):
+                raise PdeError(prog.fld, f"{ins.op} cannot appear here")
         self.pairs = self._pairs()
         self.scatter = {a for a, b in self.pairs if a[0] == "red" and b[0] != "s"}
 

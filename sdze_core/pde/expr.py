@@ -12,7 +12,7 @@ Grammar (EBNF; ``^`` binds tighter than unary minus and is right-associative, so
     term   := unary (("*" | "/") unary)*
     unary  := ("+" | "-") unary | power
     power  := atom ("^" unary)?
-    atom   := NUMBER | "d" | "u" | "pi" | "(" expr ")"
+    atom   := NUMBER | "d" | "u" | "t" | "pi" | "(" expr ")"
             | "x" "[" index "]" | COEF "[" index "]"
             | FUNC "(" expr ")" | "norm2" "(" "x" ")"
             | ("sum" | "max" | "min") "(" expr "," "i" ")"
@@ -36,7 +36,7 @@ MAX_NUMBER = 1e12  # |literal|
 
 FUNCS = ("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "arctan", "abs", "sinh", "cosh")
 REDUCERS = ("sum", "max", "min")
-RESERVED = frozenset(("x", "d", "u", "i", "pi", "norm2") + FUNCS + REDUCERS)
+RESERVED = frozenset(("x", "d", "u", "t", "i", "pi", "norm2") + FUNCS + REDUCERS)
 COEF_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}\Z")
 
 
@@ -68,6 +68,11 @@ class Dim(Node):
 @dataclass(frozen=True)
 class U(Node):
     """The unknown u (reaction terms only)."""
+
+
+@dataclass(frozen=True)
+class Time(Node):
+    """The time t (time-dependent problems' reaction and exact solution only; one number per point)."""
 
 
 @dataclass(frozen=True)
@@ -188,8 +193,10 @@ def tokenize(text: str, fld: str) -> list[Tok]:
 
 # -- parser ------------------------------------------------------------------------------------------------
 class _Parser:
-    def __init__(self, text: str, fld: str, coef_names: frozenset[str], allow_u: bool, allow_x: bool):
-        self.fld, self.allow_u, self.allow_x = fld, allow_u, allow_x
+    def __init__(
+        self, text: str, fld: str, coef_names: frozenset[str], allow_u: bool, allow_x: bool, allow_t: bool = False
+    ):
+        self.fld, self.allow_u, self.allow_x, self.allow_t = fld, allow_u, allow_x, allow_t
         self.coefs_any = coef_names is None  # syntax-only check: any name[...] may be a coefficient
         self.coefs = frozenset() if coef_names is None else coef_names
         self._gen = tokens(text, fld)
@@ -311,7 +318,13 @@ class _Parser:
         if name == "u":
             if not self.allow_u:
                 self.err("u is only allowed in pde.reaction", t.pos)
+            if self.window:
+                self.err("u inside sum/max/min is not allowed (u is one number per point: write it outside)", t.pos)
             return self.node(U(t.pos))
+        if name == "t":
+            if not self.allow_t:
+                self.err("t (time) is only allowed in a time-dependent problem's pde.reaction and exact", t.pos)
+            return self.node(Time(t.pos))
         if name == "x":
             if not self.allow_x:
                 self.err("x is not allowed here (pde.reaction is F(u): a function of u only)", t.pos)
@@ -326,7 +339,7 @@ class _Parser:
             self.err("i may only appear as an index, x[i+k] or c[i+k]", t.pos)
         if name in FUNCS or name in REDUCERS or name == "norm2":
             return self.call(t)
-        known = ", ".join(FUNCS + REDUCERS + ("norm2", "x", "d", "u", "pi") + tuple(sorted(self.coefs)))
+        known = ", ".join(FUNCS + REDUCERS + ("norm2", "x", "d", "u", "t", "pi") + tuple(sorted(self.coefs)))
         self.err(f"unknown name {name!r} (known: {known})", t.pos)
 
     def call(self, t: Tok) -> Node:
@@ -428,13 +441,20 @@ def const_value(n: Node) -> float | None:
 
 
 def parse(
-    text: str, fld: str, coef_names: frozenset[str] | set[str] | None = frozenset(), allow_u: bool = False
+    text: str,
+    fld: str,
+    coef_names: frozenset[str] | set[str] | None = frozenset(),
+    allow_u: bool = False,
+    allow_t: bool = False,
+    allow_x: bool | None = None,
 ) -> Node:
-    """Parse ``text`` (field ``fld``) into a tree; ``allow_u`` for the reaction F(u) (then x is refused).
+    """Parse ``text`` (field ``fld``) into a tree; ``allow_u`` for the reaction F(u) (then x is refused unless
+    ``allow_x``: a time-dependent problem's reaction F(u; x, t)); ``allow_t`` admits the time t.
 
     ``coef_names=None`` accepts any unreserved ``name[...]`` as a coefficient (a syntax-only check)."""
     names = None if coef_names is None else frozenset(coef_names)
-    return _Parser(text, fld, names, allow_u, allow_x=not allow_u).parse()
+    ax = (not allow_u) if allow_x is None else allow_x
+    return _Parser(text, fld, names, allow_u, allow_x=ax, allow_t=allow_t).parse()
 
 
 def to_text(n: Node) -> str:
@@ -453,6 +473,8 @@ def to_text(n: Node) -> str:
         return "d"
     if isinstance(n, U):
         return "u"
+    if isinstance(n, Time):
+        return "t"
     if isinstance(n, X):
         return f"x[{idx(n.offset, n.windowed, n.from_end)}]"
     if isinstance(n, Coef):

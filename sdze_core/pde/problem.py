@@ -320,5 +320,9 @@ def problem_from_spec(
     ``check_only`` (submit-time validation) does no O(d) work: coefficient vectors are not drawn, and the
     "u* vanishes on the boundary" check runs only up to d = CHECK_VANISHING_MAX_DIM.
     """
+    if isinstance(spec, Mapping) and "time" in spec:  # a terminal-value problem u_t + Lu + F = 0 (pde/parabolic.py)
+        from .parabolic import parabolic_from_spec
+
+        return parabolic_from_spec(spec, fld=fld, check_only=check_only)
     name = str(spec.get("name", "user")) if isinstance(spec, Mapping) else "user"
     return PdeProblem(spec, dtype, name=name, fld=fld, check_only=check_only)

@@ -26,11 +26,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
-def _syntax(text: str | None, fld: str, names: set[str] | None, allow_u: bool = False) -> str | None:
+def _syntax(
+    text: str | None, fld: str, names: set[str] | None, allow_u: bool = False, allow_t: bool = False
+) -> str | None:
     if text is None:
         return None
-    try:
-        parse(text, fld, names, allow_u=allow_u)
+    try:  # syntax only: whether x and t may appear depends on the whole problem (stationary or time-dependent)
+        parse(text, fld, names, allow_u=allow_u, allow_t=allow_t, allow_x=True if allow_u else None)
     except PdeError as e:
         pos = -1 if e.pos is None else e.pos
         raise PydanticCustomError(
@@ -49,24 +51,57 @@ class DomainSpec(_Strict):
 
 
 class OperatorSpec(_Strict):
-    laplacian: Number | None = Field(None, description="coefficient a of a·Δu")
-    biharmonic: Number | None = Field(None, description="coefficient b of b·Δ²u")
+    laplacian: Number | None = Field(None, description="coefficient a of a·Δu (time-dependent: ν of νΔu)")
+    biharmonic: Number | None = Field(None, description="coefficient b of b·Δ²u (stationary only)")
+    diffusion: Number | None = Field(None, description="κ of κ Σ_i x_i² ∂²_ii u (time-dependent only)")
+    drift: Number | None = Field(None, description="β of β x·∇u (time-dependent only)")
 
 
 class PdeSpec(_Strict):
     operator: OperatorSpec = OperatorSpec(laplacian=1.0)
-    reaction: str = Field("0", max_length=2000, description="F(u), an expression in u")
+    reaction: str = Field(
+        "0", max_length=2000, description="F(u) (stationary), F(u; x, t) (time-dependent): an expression"
+    )
     source: str | None = Field(None, max_length=MAX_CHARS, description="f(x); derived from exact when left out")
+    gradient_square: Number | None = Field(None, description="μ of μ|∇u|² (time-dependent only)")
+    gradient_power: Number | None = Field(None, description="ρ of ρ Σ_i |∂_i u|^p (time-dependent only)")
+    power: Number | None = Field(None, description="p of ρ Σ_i |∂_i u|^p, in [1, 8]")
+    constant: Number | None = Field(None, description="c₀, a constant term (time-dependent only)")
 
     @field_validator("reaction")
     @classmethod
     def _reaction(cls, v: str) -> str:
-        return _syntax(v, "pde.reaction", None, allow_u=True)
+        return _syntax(v, "pde.reaction", None, allow_u=True, allow_t=True)
 
     @field_validator("source")
     @classmethod
     def _source(cls, v: str | None) -> str | None:
         return _syntax(v, "pde.source", None)  # coefficient names are checked with the whole problem
+
+
+class TimeSpec(_Strict):
+    """The terminal-value form u_t + L u + F = 0 on [0, T) × R^d, u(T, x) = g(x) (docs/pde.md)."""
+
+    horizon: Number = Field(description="T, the terminal time (> 0)")
+    terminal: str = Field(max_length=MAX_CHARS, description="g(x) = u(T, x), an expression in x")
+    rule: Literal["hard", "soft"] = Field(
+        "hard", description="hard: u = g + (T − t)·N; soft: u = N plus a terminal-value loss"
+    )
+    terminal_weight: float | None = Field(None, gt=0, le=1e6, description="λ of the soft rule's loss (default 20)")
+    law: Literal["gaussian", "gbm"] = Field(
+        "gaussian", description="points: x₀ + √(2νt)ξ, or x₀·exp(σ√t ξ − σ²t/2), σ² = 2κ"
+    )
+    train_law: Literal["marginal", "paths"] = Field(
+        "marginal", description="training batches: the law's marginal, or Brownian paths from x₀ on 10 times"
+    )
+    origin: list[float] | None = Field(None, min_length=1, max_length=64, description="x₀: a pattern tiled to d")
+    reference: Number | None = Field(None, description="u(0, x₀), where it is the only reference")
+    solution: Literal["cole_hopf"] | None = Field(None, description="a closed-form route instead of exact")
+
+    @field_validator("terminal")
+    @classmethod
+    def _terminal(cls, v: str) -> str:
+        return _syntax(v, "time.terminal", None)
 
 
 class CoefficientSpec(_Strict):
@@ -88,12 +123,14 @@ class PdeFields(_Strict):
     domain: DomainSpec | None = Field(None, description="ball, annulus or cube (user PDEs)")
     pde: PdeSpec | None = Field(None, description="operator, reaction F(u), source f(x): the PDE written out")
     boundary: str | None = Field(None, max_length=MAX_CHARS, description="g(x) (default 0 if exact vanishes there)")
-    exact: str | None = Field(None, max_length=MAX_CHARS, description="u*(x), optional")
+    exact: str | None = Field(None, max_length=MAX_CHARS, description="u*(x), or u*(x, t) with time; optional")
+    time: TimeSpec | None = Field(None, description="horizon and terminal condition: a time-dependent problem")
 
     @field_validator("boundary", "exact")
     @classmethod
     def _expr(cls, v: str | None, info: ValidationInfo) -> str | None:
-        return _syntax(v, info.field_name, None)  # coefficient names are checked with the whole problem
+        # coefficient names (and whether t may appear) are checked with the whole problem
+        return _syntax(v, info.field_name, None, allow_t=info.field_name == "exact")
 
     @property
     def is_user_pde(self) -> bool:
@@ -103,7 +140,7 @@ class PdeFields(_Strict):
     def _pde_form(self) -> PdeFields:
         name = getattr(self, "name", None)
         if self.pde is None:
-            extra = [k for k in ("coefficients", "domain", "boundary", "exact") if getattr(self, k) is not None]
+            extra = [k for k in ("coefficients", "domain", "boundary", "exact", "time") if getattr(self, k) is not None]
             if extra:
                 raise PydanticCustomError(
                     "pde_form", "{fields}: only with a written-out PDE (add pde)", {"fields": ", ".join(extra)}
@@ -115,8 +152,8 @@ class PdeFields(_Strict):
             return self
         if name is not None:
             raise PydanticCustomError("pde_form", "name (a catalogue problem) and pde (your own PDE) are exclusive")
-        if self.domain is None:
-            raise PydanticCustomError("pde_form", "problem.domain: required with pde")
+        if self.domain is None and self.time is None:
+            raise PydanticCustomError("pde_form", "problem.domain: required with pde (or time: a time-dependent PDE)")
         try:
             problem_from_spec(self.as_dict(), check_only=True)
         except PdeError as e:
@@ -129,12 +166,16 @@ class PdeFields(_Strict):
 
     def as_dict(self) -> dict[str, Any]:
         """The plain JSON form that ``problem_from_spec`` reads: dim and the §3.1 fields (None dropped)."""
-        keys = {"dim", "coefficients", "domain", "pde", "boundary", "exact"}
+        keys = {"dim", "coefficients", "domain", "pde", "boundary", "exact", "time"}
         return {k: v for k, v in self.model_dump(exclude_none=True, mode="json").items() if k in keys}
 
     def canonical_json(self) -> str:
         """Sorted, compact JSON: what ``ProblemConfig.pde`` carries to the workers."""
         return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def is_time_dependent(self) -> bool:
+        return self.time is not None
 
     @property
     def order(self) -> int:
@@ -154,3 +195,24 @@ def pde_order(pde_json: str | None) -> int:
         return 2
     op = json.loads(pde_json).get("pde", {}).get("operator", {})
     return 4 if op.get("biharmonic") not in (None, 0, 0.0) else 2
+
+
+def parabolic_estimator_conflict(pde_json: str | None, estimator: str) -> str | None:
+    """Why ``estimator`` cannot serve a time-dependent user PDE (canonical JSON) unbiasedly; None if it can or
+    the problem is not time-dependent (the rule of ``parabolic.residual.check_estimator``)."""
+    if not pde_json:
+        return None
+    spec = json.loads(pde_json)
+    if "time" not in spec:
+        return None
+    if estimator not in ("sdgd", "hte", "exact"):
+        return f"estimator {estimator!r} is not available for a time-dependent problem; use sdgd, hte or exact"
+    pde = spec.get("pde", {})
+    coordinatewise = [k for k in ("diffusion",) if pde.get("operator", {}).get(k) not in (None, 0, 0.0, "0")]
+    coordinatewise += [k for k in ("gradient_power",) if pde.get(k) not in (None, 0, 0.0, "0")]
+    if estimator == "hte" and coordinatewise:
+        return (
+            f"pde.{'/'.join(coordinatewise)}: a diagonal diffusion or a Σ|∂_i u|^p term needs coordinate directions "
+            "(estimator 'sdgd' or 'exact'); Rademacher probes do not separate the coordinates"
+        )
+    return None

@@ -134,7 +134,8 @@ async def evaluate(job_id: str, request: Request, owner: Owner) -> Response:
     out_dir = request.app.state.dispatcher.job_dir(job_id)
     if job.state not in ("succeeded", "cancelled") or not (out_dir / "model.safetensors").is_file():
         raise Problem(409, f"job is {job.state}; it has no trained model to evaluate", "no-model")
-    timed = job.spec["problem"].get("name") in PARABOLIC_NAMES  # time-dependent problems: a point is (x, t)
+    # time-dependent problems (catalogue or written out with a time block): a point is (x, t)
+    timed = job.spec["problem"].get("name") in PARABOLIC_NAMES or job.spec["problem"].get("time") is not None
     dim = int(job.spec["problem"]["dim"]) + int(timed)
     if x.shape[1] != dim:
         what = "the job's problem.dim, then t" if timed else "the job's problem.dim"
