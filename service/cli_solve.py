@@ -45,6 +45,8 @@ def _progress_bar(total: int | None):
         if p.rel_l2 is not None:
             post["rel_l2"] = f"{p.rel_l2:.3e}"
             post["aniso"] = f"{p.aniso_ratio:.3f}"
+        if p.ref_rel_error is not None:  # time-dependent problems with a point reference
+            post["ref_err"] = f"{p.ref_rel_error:.3e}"
         bar.set_postfix(post, refresh=False)
         bar.refresh()
         if p.event == "done":
@@ -54,6 +56,10 @@ def _progress_bar(total: int | None):
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
+    from sdze_core.artifacts import TIME_SLICES
+
+    from .client_cli import slices_table
+
     spec = _load_spec(args.spec, workers=args.workers)
     cfg = spec.to_config()
     out = Path(args.out)
@@ -79,8 +85,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
         "peak_rss_bytes",
         "params",
     )
-    print(json.dumps({k: metrics.get(k) for k in keys}, indent=2))
-    print(f"artifacts: {out.resolve()}  (metrics.json, history.csv, loss.png, samples.npz, model.safetensors)")
+    # time-dependent problems: the reference-point error and the terminal-only null, where they exist
+    extra = ("ref_rel_error", "best_ref_rel_error", "ref_null_rel_error", "null_terminal_rel_l2")
+    print(json.dumps({k: metrics.get(k) for k in keys} | {k: metrics[k] for k in extra if k in metrics}, indent=2))
+    slices = out / TIME_SLICES
+    if slices.is_file():
+        print(slices_table(json.loads(slices.read_text())))
+    names = "metrics.json, history.csv, loss.png, samples.npz, model.safetensors" + (
+        f", {TIME_SLICES}" if slices.is_file() else ""
+    )
+    print(f"artifacts: {out.resolve()}  ({names})")
     return 0 if metrics.get("status") == "succeeded" else 1
 
 

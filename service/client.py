@@ -108,6 +108,10 @@ class Client:
     def artifacts(self, job_id: str) -> list[dict]:
         return self._check(self.http.get(f"/v1/jobs/{job_id}/artifacts")).json()["data"]
 
+    def artifact_json(self, job_id: str, name: str) -> Any:
+        """A JSON artifact (metrics.json, time_slices.json) parsed."""
+        return self._check(self.http.get(f"/v1/jobs/{job_id}/artifacts/{name}")).json()
+
     def download(self, job_id: str, name: str, dest: Path) -> Path:
         dest = Path(dest)
         if dest.is_dir():

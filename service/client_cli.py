@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+SLICES = "time_slices.json"  # sdze_core.artifacts.TIME_SLICES (not imported: the client needs no torch)
 
 
 def _client(args: argparse.Namespace):
@@ -26,6 +27,12 @@ def _summary(job: dict) -> str:
     step = f"{p.get('step')}/{p.get('steps')}" if p.get("step") is not None else "-"
     prob = job["spec"]["problem"]
     where = f"{prob.get('name', 'user PDE')} d={prob['dim']}"
+    # time-dependent problems with a point reference: |u(0, x0) - u_ref| / |u_ref| (the final figure once finished)
+    ref = (job.get("metrics") or {}).get("ref_rel_error", p.get("ref_rel_error"))
+    ref_part = f"  ref_err {ref:.3e} (at the reference point)" if ref is not None else ""
+    if p.get("rel_l2") is None and ref is not None:
+        # no closed form, only a reference value: the reference-point error is the accuracy figure that applies
+        return f"{job['id']}  {job['state']:<9}  step {step:<12}{ref_part}  {where}"
     if p.get("rel_l2") is None and p.get("val_residual") is not None:
         # no exact solution (or none evaluated yet): the held-out PDE residual is the metric that applies
         return (
@@ -37,8 +44,36 @@ def _summary(job: dict) -> str:
     aniso = f"{p['aniso_ratio']:.3f}" if p.get("aniso_ratio") is not None else "-"
     return (
         f"{job['id']}  {job['state']:<9}  step {step:<12}  rel_l2 {rel:<10}  "
-        f"aniso {aniso:<6} (rel_l2/null, < 1: learned)  {where}"
+        f"aniso {aniso:<6} (rel_l2/null, < 1: learned){ref_part}  {where}"
     )
+
+
+def slices_table(ts: dict) -> str:
+    """time_slices.json (time-dependent jobs) as a table: per t, rel L2 where u is known there, both nulls, and
+    u(t, x0) beside its known value; '-' where nothing is known (between t = 0 and T for point-reference problems)."""
+
+    def f(v: float | None, spec: str = ".3e") -> str:
+        return "-" if v is None else format(v, spec)
+
+    slices = ts.get("slices") or []
+    n = slices[0]["points"] if slices else 0
+    lines = [
+        f"error against t ({n} seeded points per slice; null(g): terminal condition alone, null(K): best constant):",
+        f"{'t':>9}  {'rel_l2':>10}  {'null(g)':>10}  {'null(K)':>10}  {'u(t,x0)':>10}  {'known':>10}  known from",
+    ]
+    for s in slices:
+        lines.append(
+            f"{s['t']:>9.4g}  {f(s.get('rel_l2')):>10}  {f(s.get('null_terminal_rel_l2')):>10}  "
+            f"{f(s.get('null_rel_l2')):>10}  {f(s.get('u_origin'), '.5g'):>10}  {f(s.get('u_origin_ref'), '.5g'):>10}  "
+            f"{s.get('truth') or 'nothing (no reference at this t)'}"
+        )
+    return "\n".join(lines)
+
+
+def _print_slices(c, job: dict) -> None:
+    """The error-against-t table of a finished time-dependent job (nothing for jobs without time_slices.json)."""
+    if job["state"] in ("succeeded", "cancelled") and any(a["name"] == SLICES for a in c.artifacts(job["id"])):
+        print(slices_table(c.artifact_json(job["id"], SLICES)))
 
 
 def _wait(c, job: dict) -> dict:
@@ -80,6 +115,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             return 0
         job = _wait(c, job)
         print(_summary(job))
+        _print_slices(c, job)
         if job.get("reason"):
             print(f"reason: {job['reason']}")
         return 0 if job["state"] == "succeeded" else 1
@@ -90,7 +126,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         job = c.get(args.job_id)
         if args.wait and job["state"] not in ("succeeded", "failed", "cancelled"):
             job = _wait(c, job)
-    _print(job) if args.json else print(_summary(job))
+        if args.json:
+            _print(job)
+        else:
+            print(_summary(job))
+            _print_slices(c, job)
     if args.wait and job.get("reason"):
         print(f"reason: {job['reason']}")
     return 0 if not args.wait or job["state"] == "succeeded" else 1
