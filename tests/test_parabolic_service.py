@@ -1,16 +1,21 @@
 """A time-dependent job through the real REST server (Ray worker, SQLite store, HTTP on loopback)."""
 
+import math
+import io
 import time
 
 import httpx
+import numpy as np
 import pytest
 
+from service.cli import main
+from service.client_cli import slices_table
 from service.testing import ServerProcess
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_time_dependent_job_over_rest(tmp_path):
+def test_time_dependent_job_over_rest(tmp_path, capsys):
     spec = {
         "problem": {"name": "hjb_cole_hopf", "dim": 20},
         "model": {"width": 16, "depth": 3},
@@ -38,3 +43,48 @@ def test_time_dependent_job_over_rest(tmp_path):
         assert ev.status_code == 200 and ev.json()["n"] == 2, ev.text
         wrong = c.post(f"/v1/jobs/{jid}/evaluate", json={"points": [[0.0] * 20]})
         assert wrong.status_code == 422 and "then t" in wrong.text
+        # History: every evaluation row carries the reference-point error (steps 0, 5, 10), the last one the final.
+        rows = c.get(f"/v1/jobs/{jid}/history").json()["data"]
+        assert [r["step"] for r in rows if r.get("ref_rel_error") is not None] == [0, 5, 10]
+        assert rows[-1]["ref_rel_error"] == pytest.approx(m["ref_rel_error"], rel=1e-12)
+        # Error against t: time_slices.json and the slice_* arrays of samples.npz, from the exported state.
+        ts = c.get(f"/v1/jobs/{jid}/artifacts/time_slices.json").json()
+        S = ts["slices"]
+        assert ts["problem"] == "hjb_cole_hopf" and [s["t"] for s in S] == [0.0, 0.25, 0.5, 0.75, 1.0]
+        assert all(s["rel_l2"] > 0 and s["points"] == 20 for s in S) and S[-1]["truth"] == "terminal condition"
+        ref = m["best_ref_rel_error"] if m["exported_state"] == "best" else m["ref_rel_error"]
+        assert S[0]["origin_rel_error"] == pytest.approx(ref, rel=1e-6)  # u(0, x0) of the exported state
+        z = np.load(io.BytesIO(c.get(f"/v1/jobs/{jid}/artifacts/samples.npz").content))
+        assert z["slice_u_pred"].shape == (5, 20) and z["slice_t"].tolist() == [s["t"] for s in S]
+        rel = np.linalg.norm(z["slice_u_pred"] - z["slice_u_ref"], axis=1) / np.linalg.norm(z["slice_u_ref"], axis=1)
+        np.testing.assert_allclose(rel, [s["rel_l2"] for s in S], rtol=1e-9)
+        # The client CLI prints the same table.
+        assert main(["status", jid, "--url", srv.url]) == 0
+        out = capsys.readouterr().out
+        assert "ref_err" in out and slices_table(ts) in out
+        # a time-dependent PDE written out in the language (docs/pde.md), not a catalogue name, on the same server
+        user = {
+            **spec,
+            "problem": {
+                "dim": 8,
+                "pde": {"operator": {"laplacian": 1.0}, "reaction": "sin(t) - 2 + u - cos(t) - norm2(x) / d"},
+                "time": {"horizon": 0.5, "terminal": "cos(0.5) + norm2(x) / d"},
+                "exact": "cos(t) + norm2(x) / d",
+            },
+        }
+        bad = c.post("/v1/jobs", json={**user, "problem": {**user["problem"], "time": {"horizon": 1, "terminal": "t"}}})
+        assert bad.status_code == 422 and "time.terminal" in bad.text, bad.text
+        r = c.post("/v1/jobs", json=user)
+        assert r.status_code == 202, r.text
+        uid = r.json()["id"]
+        while (job := c.get(f"/v1/jobs/{uid}").json())["state"] not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline + 240, job
+            time.sleep(0.5)
+        assert job["state"] == "succeeded", job
+        m = c.get(f"/v1/jobs/{uid}/artifacts/metrics.json").json()
+        for k in ("rel_l2", "null_rel_l2", "ref_rel_error", "val_residual"):
+            assert m[k] is not None, k
+        ev = c.post(f"/v1/jobs/{uid}/evaluate", json={"points": [[0.0] * 9, [0.1] * 8 + [0.5]]})
+        assert ev.status_code == 200 and ev.json()["n"] == 2, ev.text
+        # at t = T the hard rule gives u = g exactly: cos(0.5) + 8·0.01/8
+        assert abs(ev.json()["u"][1] - (math.cos(0.5) + 0.01)) < 1e-5, ev.text
