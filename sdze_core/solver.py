@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from .baselines import AdamEngine
@@ -31,6 +31,7 @@ from .problems import build_problem as build_user_or_named
 from .sampling import TestSet
 from .schedule import LinearDecay
 from .seeds import derive
+from .state_io import load_into
 from .validation import validation_residual
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -211,7 +212,10 @@ class Solver:
         old = path.with_name(path.name + ".old")
         if not (path / "state.safetensors").exists() and (old / "state.safetensors").exists():
             path = old  # a crash between save_checkpoint's two renames: the previous checkpoint is complete
-        self.load_state_tensors(load_file(str(path / "state.safetensors")))
+        # the model's tensors are read in place (``state_io``: no second copy of W₁), the engine's loaded whole
+        model = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        rest = load_into(path / "state.safetensors", model)
+        self.engine.load_state_dict({k[7:]: v.to(self.device) for k, v in rest.items() if k.startswith("engine.")})
         self.schedule.load_state_dict(json.loads((path / "schedule.json").read_text()))
         if (path / "counters.json").exists() and hasattr(self.engine, "counters"):
             self.engine.counters.update(json.loads((path / "counters.json").read_text()))

@@ -1,0 +1,57 @@
+"""Checkpoint tensors read back in place (sdze_core.state_io) against safetensors' own loader."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sdze_core import state_io
+from sdze_core.state_io import load_into
+
+
+def _saved(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    sd = {
+        "model.w": torch.randn(7, 301, generator=g),
+        "model.b": torch.randn(7, generator=g, dtype=torch.float64),
+        "engine.step": torch.tensor(5),
+        "engine.U": torch.randn(3, 2, generator=g),
+    }
+    f = tmp_path / "state.safetensors"
+    save_file(sd, str(f), metadata={"note": "x"})
+    return f, sd
+
+
+def test_load_into_fills_live_tensors_in_place_and_returns_the_rest(tmp_path, monkeypatch):
+    f, sd = _saved(tmp_path)
+    monkeypatch.setattr(state_io, "BLOCK_BYTES", 1000)  # several reads per tensor
+    w, b = torch.zeros(7, 301), torch.zeros(7, dtype=torch.float64)
+    ptr = w.data_ptr()
+    rest = load_into(f, {"model.w": w, "model.b": b})
+    assert w.data_ptr() == ptr
+    assert torch.equal(w, sd["model.w"]) and torch.equal(b, sd["model.b"])
+    ref = load_file(str(f))
+    assert set(rest) == {"engine.step", "engine.U"}
+    assert all(torch.equal(rest[k], ref[k]) for k in rest)
+
+
+def test_load_into_converts_when_the_stored_dtype_differs(tmp_path):
+    f, sd = _saved(tmp_path)
+    w = torch.zeros(7, 301, dtype=torch.float64)
+    load_into(f, {"model.w": w})
+    assert torch.equal(w, sd["model.w"].double())
+
+
+def test_load_into_names_missing_tensors(tmp_path):
+    f, _ = _saved(tmp_path)
+    with pytest.raises(KeyError, match="model.nope"):
+        load_into(f, {"model.nope": torch.zeros(1)})
+
+
+def test_load_into_detects_a_truncated_file(tmp_path):
+    f, _ = _saved(tmp_path)
+    data = f.read_bytes()
+    f.write_bytes(data[:-100])
+    with pytest.raises(EOFError):
+        load_into(f, {"model.w": torch.zeros(7, 301), "model.b": torch.zeros(7, dtype=torch.float64)})
