@@ -1,7 +1,7 @@
 """A time-dependent job through the real REST server (Ray worker, SQLite store, HTTP on loopback)."""
 
-import math
 import io
+import math
 import time
 
 import httpx
