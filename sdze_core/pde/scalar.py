@@ -75,6 +75,8 @@ class ScalarView:
             y = leaves[:, self.column[root]].to(v.dtype)
             y = y.reshape(y.shape + (1,) * (v.dim() - 1)).expand(v.shape)
             return (y, torch.zeros_like(v), torch.zeros_like(v))[: order + 1]
+        if order == 0:
+            return (self._value(v, leaves),)
         J: dict[int, tuple] = {self.var: (v, 1.0, 0.0)}
 
         def get(j: int) -> tuple:
@@ -123,6 +125,37 @@ class ScalarView:
                     raise ValueError(f"cannot differentiate {op!r}")
         out = J[root]
         return tuple(torch.as_tensor(q, dtype=v.dtype, device=v.device).expand(v.shape) for q in out[: order + 1])
+
+    def _value_of(self, j: int, vals: dict, v: Tensor, leaves: Tensor | None) -> Tensor:
+        if j in vals:
+            return vals[j]
+        a = self.p.instrs[j]
+        if a.op == "num":
+            return torch.tensor(a.const, dtype=v.dtype, device=v.device)
+        col = leaves[:, self.column[j]].to(v.dtype)
+        return col.reshape(col.shape + (1,) * (v.dim() - 1))
+
+    def _value(self, v: Tensor, leaves: Tensor | None) -> Tensor:
+        """The value alone (no derivative arithmetic: what the quadrature of ``cole_hopf`` evaluates most)."""
+        ins = self.p.instrs
+        vals: dict[int, Tensor] = {self.var: v}
+        for i in self.ids:
+            a = ins[i]
+            args = [self._value_of(j, vals, v, leaves) for j in a.args]
+            if a.op in FUNC_TABLE:
+                vals[i] = FUNC_TABLE[a.op][0](args[0])
+            elif a.op == "pow":
+                p = a.const
+                vals[i] = args[0] * args[0] if p == 2.0 else args[0] ** (int(p) if p == int(p) else p)
+            elif a.op == "+":
+                vals[i] = args[0] + args[1]
+            elif a.op == "-":
+                vals[i] = args[0] - args[1]
+            elif a.op == "*":
+                vals[i] = args[0] * args[1]
+            else:
+                vals[i] = args[0] / args[1]
+        return vals[self.p.root].expand(v.shape)
 
 
 def find_op(prog: Program, op: str) -> int | None:
