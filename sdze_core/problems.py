@@ -110,18 +110,7 @@ class Problem:
 
     def _core_block(self, x: Tensor, c: Tensor) -> dict[str, Tensor]:
         if self.body == "two":
-            a, b = x[:, :-1], x[:, 1:]
-            cx, sx = torch.cos(x), torch.sin(x)  # once per coordinate: term i uses i and i+1
-            ca, sa, cb, sb = cx[:, :-1], sx[:, :-1], cx[:, 1:], sx[:, 1:]
-            phi = a + cb + b * ca
-            sp, cp = torch.sin(phi), torch.cos(phi)
-            da = 1 - b * sa  # ∂φ/∂x_i
-            db = ca - sb  # ∂φ/∂x_{i+1}
-            lap_phi = -b * ca - cb
-            g = sp @ c
-            eg = (cp * (a * da + b * db)) @ c
-            lap = (cp * lap_phi - sp * (da * da + db * db)) @ c
-            return {"g": g, "Eg": eg, "lap": lap}
+            return _two_body_block(x, c)
         a, b, w = x[:, :-2], x[:, 1:-1], x[:, 2:]
         psi = a * b * w
         e = torch.exp(psi)
@@ -142,9 +131,9 @@ class Problem:
         """u*(x) = scale·B(s)·g(x), shape (N,)."""
         return self._h((x * x).sum(-1))[0] * self._core(x)["g"]
 
-    def laplacian_exact(self, x: Tensor, core: dict[str, Tensor] | None = None) -> Tensor:
-        """Δu*(x), shape (N,), by Δ(hF) = hΔF + 4h'EF + (2dh' + 4sh'')F."""
-        s = (x * x).sum(-1)
+    def laplacian_exact(self, x: Tensor, core: dict[str, Tensor] | None = None, s: Tensor | None = None) -> Tensor:
+        """Δu*(x), shape (N,), by Δ(hF) = hΔF + 4h'EF + (2dh' + 4sh'')F (``s`` = |x|² when the caller has it)."""
+        s = (x * x).sum(-1) if s is None else s
         h, h1, h2 = self._h(s)
         k = core if core is not None else self._core(x)
         return h * k["lap"] + 4 * h1 * k["Eg"] + (2 * self.dim * h1 + 4 * s * h2) * k["g"]
@@ -193,8 +182,42 @@ class Problem:
         if self.operator == "biharmonic":
             return self.bilaplacian_exact(x)
         core = self._core(x)  # shared by Δu* and u*: the O(d) sums are the whole cost at large d
-        u = self._h((x * x).sum(-1))[0] * core["g"]
-        return self.laplacian_exact(x, core) + self.nonlinearity(u)
+        s = (x * x).sum(-1)
+        u = self._h(s)[0] * core["g"]
+        return self.laplacian_exact(x, core, s) + self.nonlinearity(u)
+
+
+def _two_body_block(x: Tensor, c: Tensor) -> dict[str, Tensor]:
+    """The two-body sums g, Eg, Δg over one block of terms (x: the block's coordinates, c: its coefficients).
+
+    Without autograd, every product and sum is the same IEEE operation on the same operands as the plain formulas
+    (x·y = y·x, −(p + q) = (−p) − q and 1 − p = (−p) + 1 hold exactly), only reusing b·cos a and writing into the
+    temporaries in place: about half the allocations and passes of the plain path, identical bits
+    (tests/test_problems.py). Under autograd (closed-form tests) the plain formulas run: in-place writes would
+    overwrite tensors the backward pass needs.
+    """
+    a, b = x[:, :-1], x[:, 1:]
+    cx, sx = torch.cos(x), torch.sin(x)  # once per coordinate: term i uses i and i+1
+    ca, sa, cb, sb = cx[:, :-1], sx[:, :-1], cx[:, 1:], sx[:, 1:]
+    db = ca - sb  # ∂φ/∂x_{i+1}
+    if torch.is_grad_enabled() and (x.requires_grad or c.requires_grad):
+        phi = a + cb + b * ca
+        sp, cp = torch.sin(phi), torch.cos(phi)
+        da = 1 - b * sa  # ∂φ/∂x_i
+        lap_phi = -b * ca - cb
+        eg = (cp * (a * da + b * db)) @ c
+        lap = (cp * lap_phi - sp * (da * da + db * db)) @ c
+        return {"g": sp @ c, "Eg": eg, "lap": lap}
+    bca = b * ca
+    phi = (a + cb).add_(bca)  # φ = a + cos b + b cos a
+    sp = torch.sin(phi)
+    cp = phi.cos_()
+    da = torch.mul(b, sa).neg_().add_(1.0)  # 1 − b sin a
+    lap_phi = bca.add_(cb).neg_()  # Δφ = −b cos a − cos b
+    g = sp @ c
+    eg = torch.mul(a, da).add_(torch.mul(b, db)).mul_(cp) @ c  # (cp · (a da + b db)) @ c
+    lap = lap_phi.mul_(cp).sub_(da.mul_(da).add_(db.mul_(db)).mul_(sp)) @ c  # (cp Δφ − sp (da² + db²)) @ c
+    return {"g": g, "Eg": eg, "lap": lap}
 
 
 def make_problem(

@@ -100,3 +100,18 @@ def test_sampling_law_and_chunked_test_set():
     assert [c.shape[0] for c in chunks] == [300, 300, 300, 100]
     again = list(ts.chunks())
     assert all(torch.equal(a, b) for a, b in zip(chunks, again, strict=True))
+
+
+@pytest.mark.parametrize("name", ["sine_gordon_two_body", "poisson_two_body", "sine_gordon_two_body_scaled"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_two_body_in_place_path_has_the_plain_formulas_bits(name, dtype):
+    """The source's in-place two-body block (no autograd) equals the plain formulas (autograd on) bit for bit."""
+    d = 3001  # several term blocks of 512 at 37 rows
+    prob = make_problem(name, d, seed=5, dtype=dtype)
+    x = torch.randn(37, d, dtype=dtype, generator=torch.Generator().manual_seed(0)) / math.sqrt(d)
+    with torch.no_grad():
+        fast = (prob.source(x), prob.u_exact(x), prob.laplacian_exact(x))
+    xg = x.clone().requires_grad_(True)
+    plain = (prob.source(xg), prob.u_exact(xg), prob.laplacian_exact(xg))
+    for f, p in zip(fast, plain, strict=True):
+        assert torch.equal(f, p.detach())
