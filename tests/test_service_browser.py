@@ -288,6 +288,14 @@ def _attrs(dom: str, elem_id: str) -> dict[str, str]:
     return {k: html.unescape(v) for k, v in re.findall(r'([\w-]+)="([^"]*)"', m.group(1))}
 
 
+def _fmt(x: float) -> str:
+    """common.js fmt(x): three decimals, or toExponential(3) (exponent unpadded) below 1e-2 and from 1e4."""
+    if abs(x) >= 1e4 or (abs(x) < 1e-2 and x != 0):
+        mant, exp = f"{x:.3e}".split("e")
+        return f"{mant}e{int(exp):+d}"
+    return f"{x:.3f}"
+
+
 def _text(dom: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", dom))
 
@@ -401,16 +409,19 @@ def test_browser_time_dependent_job_error_against_t(server, jobs, tmp_path, key)
         assert tc["data-points"] == "5,4,4" and tc["data-series"].endswith("|best-constant null g + (T − t)K")
         assert _attrs(dom, "origin-chart")["data-points"] == "5,5"
         assert "u is known at every t" in _text(dom)
+        assert "the best constant K in g + (T − t)·K (the null" in _text(dom)
     else:  # known only at (0, x₀) (the reference value) and at t = T (g)
         assert [s["truth"] for s in S] == ["reference point", None, None, None, "terminal condition"]
         assert tc["data-points"] == "2,1" and tc["data-series"] == "rel L2 at t (model)|terminal-only null (N = 0)"
         assert _attrs(dom, "origin-chart")["data-points"] == "5,2"
-        assert "Known for this problem only at t = 0.000 (reference point), t = 0.300 (terminal condition)" in _text(
-            dom
-        )
+        known = "Known for this problem only at t = 0.000 (reference point), t = 0.300 (terminal condition)"
+        assert known in _text(dom)
+        # the job list shows its reference-point error where other jobs show rel L2
+        row = re.search(rf'<tr data-job="{job["id"]}".*?</tr>', _browse(f"{server.url}/#token={TOKEN}", tmp_path), re.S)
+        assert row and f"ref. point {_fmt(m['ref_rel_error'])}" in html.unescape(row.group(0)), row
     assert dom.count("<canvas") == 5  # loss, rel L2 or residual, reference point, error against t, u(t, x₀)
     text = " ".join(_text(dom).split())
-    assert f"ref. point error {m['ref_rel_error']:.3f}" in text or f"ref. point error {m['ref_rel_error']:.3e}" in text
+    assert f"ref. point error {_fmt(m['ref_rel_error'])}" in text
 
 
 @pytest.mark.browser

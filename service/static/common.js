@@ -132,6 +132,8 @@ function specFacts(spec) {
     const reaction = p.pde.reaction && p.pde.reaction !== "0" ? " + F(u), F(u) = " + p.pde.reaction : "";
     facts.push(["PDE", (op || "0") + reaction + " = " + (p.pde.source ?? "f derived from the exact solution")]);
   }
+  if (p.time) facts.push(["time", "u_t + … on [0, " + p.time.horizon + "), u(T, x) = " + p.time.terminal +
+    " (" + (p.time.rule || "hard") + " terminal rule)"]);
   if (p.boundary) facts.push(["boundary u =", p.boundary]);
   if (p.exact) facts.push(["exact u* =", p.exact]);
   return facts.concat([["method", s.method || "sdze"], ["budget", budget], ["workers", r.workers ?? 1],

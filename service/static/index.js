@@ -41,6 +41,10 @@ async function refresh() {
 
 function accuracyCells(j) {
   const acc = accuracy(j.progress, j.metrics);
+  const ref = (j.metrics || {}).ref_rel_error ?? (j.progress || {}).ref_rel_error;
+  if (acc.rel == null && ref != null)  // time-dependent, known only at a reference point: its error is the figure
+    return [el("td", { title: "no exact solution: relative error at the reference point (0, x₀) instead of rel L2" },
+      "ref. point " + fmt(ref)), el("td", { class: "muted", title: "a point reference has no constant null" }, "n/a")];
   if (acc.residual.length) {
     const [k, v] = acc.residual[0];
     return [el("td", { title: "no exact solution: " + metricName(k) + " instead of rel L2" }, "residual " + fmt(v)),

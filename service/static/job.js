@@ -73,8 +73,10 @@ function renderCurves() {
     if (nullRel) series.push({ label: "constant null", values: constantLine(xs, nullRel), color: "#888", dash: [6, 4], points: false });
     drawChart(errBox, xs, series, { title: "Relative L2 error on the test set", xLabel, yLabel: "relative L2 error" });
     errBox.dataset.null = nullRel == null ? "" : String(nullRel);
-    note.textContent = nullRel ? "Dashed line: the best constant multiple of the boundary factor (the null, " +
-      fmt(nullRel) + "). Below the line = learned more than a constant (aniso < 1)." : "";
+    const timed = rows.some(r => r.ref_rel_error != null);  // time-dependent: the null is g + (T − t)·K
+    note.textContent = nullRel ? "Dashed line: the best constant " + (timed ? "K in g + (T − t)·K" :
+      "multiple of the boundary factor") + " (the null, " + fmt(nullRel) + "). Below the line = learned more than a " +
+      "constant (aniso < 1)." : "";
   } else {
     drawChart(errBox, xs, resKeys.map(k => ({ label: metricName(k), values: cols[k], points: true })),
       { title: "PDE residual on held-out points (no exact solution)", xLabel, yLabel: "residual" });
