@@ -351,6 +351,21 @@ def test_browser_compare_two_jobs_on_one_plot(server, jobs, tmp_path):
 
 
 @pytest.mark.browser
+def test_browser_compare_reference_point_errors(server, jobs, tmp_path):
+    a, b = jobs["heat"], jobs["hjb"]
+    url = f"{server.url}/compare?ids={a['id']},{b['id']}&metric=ref_rel_error#token={TOKEN}"
+    box = _attrs(_browse(url, tmp_path, "compare-time", 1000), "compare-chart")
+    labels = box["data-series"].split("|")
+    assert labels[0].startswith("sdgd_adam · semilinear_heat d=10") and labels[1].startswith("sdze · hjb_cole_hopf")
+    assert labels[2:] == ["terminal-only null 1", "terminal-only null 2"]  # g(x₀) alone, one per problem
+    n_ref = [sum(1 for r in _csv_rows(server, j["id"]) if r["ref_rel_error"]) for j in (a, b)]
+    assert box["data-points"].split(",")[:2] == [str(n) for n in n_ref] == ["5", "5"]
+    # a point-reference job alone has no rel L2: the page opens on the reference-point error
+    box = _attrs(_browse(f"{server.url}/compare?ids={a['id']}#token={TOKEN}", tmp_path), "compare-chart")
+    assert box["data-series"].split("|") == [labels[0], "terminal-only null"] and box["data-points"] == "5,5"
+
+
+@pytest.mark.browser
 def test_browser_failed_job_shows_one_line_reason(server, jobs, tmp_path):
     job = jobs["failed"]
     dom = _browse(f"{server.url}/job?id={job['id']}#token={TOKEN}", tmp_path, "failed", 1100)

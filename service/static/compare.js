@@ -6,10 +6,11 @@ document.getElementById("back").href = "/" + location.hash;
 const METRICS = {
   rel_l2: { title: "Relative L2 error on the test set", y: "relative L2 error", nulls: true },
   aniso_ratio: { title: "aniso = rel L2 ÷ null (below 1 = learned)", y: "aniso ratio", one: true },
+  ref_rel_error: { title: "Relative error at the reference point (t = 0, x₀)", y: "relative error", refNulls: true },
   loss: { title: "Training loss", y: "loss (mean residual²)" },
 };
 const jobs = [];  // {job, rows, null}
-let metric = "rel_l2", xAxis = "step";
+let metric = new URLSearchParams(location.search).get("metric") || "rel_l2", xAxis = "step";
 
 async function loadAll(id) {
   const base = "/v1/jobs/" + encodeURIComponent(id);
@@ -41,12 +42,18 @@ function render() {
     nulls.forEach((v, i) => series.push({ label: "constant null" + (nulls.length > 1 ? " " + (i + 1) : ""),
       values: constantLine(xs, v), color: "#888", dash: [6, 4], points: false }));
   }
+  if (m.refNulls) {  // the terminal condition alone at the reference point, per distinct problem (finished jobs)
+    const nulls = [...new Set(jobs.map(j => (j.job.metrics || {}).ref_null_rel_error).filter(v => v != null))];
+    nulls.forEach((v, i) => series.push({ label: "terminal-only null" + (nulls.length > 1 ? " " + (i + 1) : ""),
+      values: constantLine(xs, v), color: "#888", dash: [6, 4], points: false }));
+  }
   if (m.one) series.push({ label: "aniso = 1 (a constant)", values: constantLine(xs, 1), color: "#888", dash: [6, 4], points: false });
   const box = document.getElementById("compare-chart");
   drawChart(box, xs, series, { title: m.title, xLabel: X_AXES[xAxis].label, yLabel: m.y, height: 380 });
   box.dataset.jobs = String(jobs.length);
-  document.getElementById("note").textContent = m.nulls || m.one
-    ? "Dashed: the constant null. Below it, a method learned more than the best constant." : "";
+  document.getElementById("note").textContent = m.refNulls
+    ? "Dashed: the terminal condition alone, g(x₀). Below it, a method learned more than the terminal condition."
+    : m.nulls || m.one ? "Dashed: the constant null. Below it, a method learned more than the best constant." : "";
 }
 
 function jobRow(j) {
@@ -66,6 +73,11 @@ function jobRow(j) {
   if (ids.length < 1) { status.textContent = "no jobs: open this page from the list (tick jobs, then compare)"; return; }
   try {
     jobs.push(...await Promise.all(ids.map(loadAll)));
+    // time-dependent jobs known only at a reference point have no rel L2: show the reference-point error
+    const has = k => jobs.some(j => j.rows.some(r => r[k] != null));
+    if (metric === "rel_l2" && !has("rel_l2") && has("ref_rel_error")) metric = "ref_rel_error";
+    if (!(metric in METRICS)) metric = "rel_l2";
+    document.getElementById("metric").value = metric;
     document.getElementById("jobs").replaceChildren(...jobs.map(jobRow));
     render();
     status.textContent = jobs.length + " job(s), " + jobs.map(j => j.rows.length).join(" + ") + " history rows";
