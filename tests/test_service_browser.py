@@ -401,7 +401,7 @@ def test_browser_time_dependent_job_error_against_t(server, jobs, tmp_path, key)
     assert job["state"] == "succeeded", job
     m, rows = job["metrics"], _csv_rows(server, job["id"])
     ts = _get(server, f"/v1/jobs/{job['id']}/artifacts/time_slices.json").json()
-    dom = _browse(f"{server.url}/job?id={job['id']}#token={TOKEN}", tmp_path, f"time-{key}", 2300)
+    dom = _browse(f"{server.url}/job?id={job['id']}#token={TOKEN}", tmp_path, f"time-{key}", 2900)
     # The reference-point error over the run: every evaluation's row, and the terminal-only null across every x.
     n_ref = sum(1 for r in rows if r["ref_rel_error"])
     assert n_ref == 5  # steps 0, 5, 10, 15, 20

@@ -8,7 +8,7 @@ const X_AXES = {
   time: { key: "train_s", label: "training time [s]" },
 };
 
-// series: [{label, values (aligned with xs), color, dash, points, spanGaps}]; opts: {title, xLabel, yLabel, logY}.
+// series: [{label, values (aligned with xs), color, dash, points, pointSize, spanGaps}]; opts: {title, xLabel, yLabel, logY}.
 // The box gets data-points="n,n,…" (non-null values per series) so tests and people can count what is drawn.
 function drawChart(box, xs, series, opts) {
   const width = Math.max(320, Math.min(box.clientWidth || 900, 1100));
@@ -42,7 +42,7 @@ function drawChart(box, xs, series, opts) {
         width: s.width || 1.5,
         dash: s.dash,
         spanGaps: s.spanGaps ?? true,  // false where a gap means "unknown there", not "not measured at this x"
-        points: { show: s.points ?? "auto", size: 5 },
+        points: { show: s.points ?? "auto", size: s.pointSize || 5 },
         value: (u, v) => v == null ? "–" : fmt(v, 4),
       })),
     ],

@@ -113,17 +113,20 @@ function renderSlices() {
   const S = slices.slices, xs = S.map(s => s.t), pos = v => (v != null && v > 0 ? v : null);
   const col = k => S.map(s => pos(s[k]));
   const series = [
-    { label: "rel L2 at t (model)", values: col("rel_l2"), points: true, width: 2, spanGaps: false },
-    { label: "terminal-only null (N = 0)", values: col("null_terminal_rel_l2"), color: "#888", dash: [6, 4], spanGaps: false },
+    { label: "rel L2 at t (model)", values: col("rel_l2"), points: true, pointSize: 9, width: 2, spanGaps: false },
+    { label: "terminal-only null (N = 0)", values: col("null_terminal_rel_l2"), color: "#888", dash: [6, 4], points: true,
+      pointSize: 7, spanGaps: false },
   ];
   if (S.some(s => s.null_rel_l2 != null))
-    series.push({ label: "best-constant null g + (T − t)K", values: col("null_rel_l2"), color: "#555", dash: [2, 3], spanGaps: false });
+    series.push({ label: "best-constant null g + (T − t)K", values: col("null_rel_l2"), color: "#555", dash: [2, 3],
+      points: true, pointSize: 7, spanGaps: false });
   const n = S.length ? S[0].points : 0;
   drawChart(document.getElementById("time-chart"), xs, series,
     { title: "Relative L2 error against t (" + n + " seeded points per slice)", xLabel: "t", yLabel: "relative L2 error" });
   drawChart(document.getElementById("origin-chart"), xs, [
-    { label: "model u(t, x₀)", values: S.map(s => s.u_origin), points: true, width: 2 },
-    { label: "known u(t, x₀)", values: S.map(s => s.u_origin_ref), color: "#198754", dash: [4, 4], spanGaps: false },
+    { label: "model u(t, x₀)", values: S.map(s => s.u_origin), points: true, pointSize: 7, width: 2 },
+    { label: "known u(t, x₀)", values: S.map(s => s.u_origin_ref), color: "#198754", dash: [4, 4], points: true,
+      pointSize: 9, spanGaps: false },
   ], { title: "The solution at x₀ against t", xLabel: "t", yLabel: "u(t, x₀)", logY: false, height: 220 });
   const known = S.filter(s => s.truth != null).map(s => "t = " + fmt(s.t) + " (" + s.truth + ")");
   const everywhere = S.every(s => s.truth != null);
