@@ -1,6 +1,14 @@
 """Admission estimate against measured peak RSS: small real solves, one fresh process each.
 
     python benchmarks/bench_memory.py [--dims 1e4 1e5 1e6] [--out docs/bench_memory.json]
+    python benchmarks/bench_memory.py --bound [--dims 1e6 1e7] [--batches 16 100] [--steps 3] [--test-points 50]
+        [--out docs/bench_memory_bound.json]
+
+``--bound`` (issue 12): each row runs ``/usr/bin/time -v python -m service.cli solve SPEC --out DIR --quiet`` (one
+torch thread) on sine_gordon_two_body with width 128, depth 4, the default method, an evaluation at step 0 and at
+the last step (so the best state is checkpointed and exported), and compares the solve's peak RSS (``time``'s
+maximum resident set size) with the bound 2 × weights + batch + 0.5 GiB = 2·4P + 4Nd + 0.5 GiB, beside the
+admission estimate. Each row records the load average before and after it.
 
 Each row runs ``sdze_core.trainer.Trainer`` in a fresh subprocess (one torch thread) on poisson_two_body with
 the default model (width 128, depth 4) and method, batch 100, a few steps, a tiny test set, and reads the
@@ -73,6 +81,85 @@ def run_row(dim: int, steps: int) -> dict:
     }
 
 
+GiB = 1 << 30
+
+
+def bound_spec(dim: int, batch: int, steps: int, test_points: int) -> dict:
+    return {
+        "problem": {"name": "sine_gordon_two_body", "dim": dim},
+        "model": {"width": 128, "depth": 4},
+        "solver": {"steps": steps, "batch_size": batch},
+        "eval": {"test_points": test_points, "every": steps, "sample_points": 16},
+    }
+
+
+def bound_row(dim: int, batch: int, steps: int, test_points: int) -> dict:
+    """One ``sdze solve`` under /usr/bin/time -v: peak RSS against 2 × weights + batch + 0.5 GiB."""
+    from sdze_core.memory import estimate, param_count
+    from sdze_core.spec import JobSpec
+
+    spec = bound_spec(dim, batch, steps, test_points)
+    cfg = JobSpec.model_validate(spec).to_config()
+    weights = 4 * param_count(dim, 128, 4)
+    bound = 2 * weights + 4 * batch * dim + GiB // 2
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        out = Path(tmp) / "out"
+        cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "service.cli", "solve", str(spec_path), "--out", str(out)]
+        t0 = time.perf_counter()
+        p = subprocess.run([*cmd, "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr[-3000:])
+        metrics = json.loads((out / "metrics.json").read_text())
+    kib = next(int(x.split(":")[1]) for x in p.stderr.splitlines() if "Maximum resident set size" in x)
+    peak = kib * 1024
+    return {
+        "dim": dim,
+        "batch_size": batch,
+        "steps": steps,
+        "test_points": test_points,
+        "spec": spec,
+        "command": "OMP_NUM_THREADS=1 /usr/bin/time -v python -m service.cli solve SPEC --out DIR --quiet",
+        "status": metrics["status"],
+        "exported_state": metrics.get("exported_state"),
+        "best_step": metrics.get("best_step"),
+        "aniso_ratio": metrics.get("aniso_ratio"),
+        "solve_wall_s": round(wall, 1),
+        "train_s": metrics.get("wall_s"),
+        "eval_s": metrics.get("eval_s"),
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "weights_bytes": weights,
+        "batch_bytes": 4 * batch * dim,
+        "bound_bytes": bound,
+        "measured_peak_rss_bytes": peak,
+        "metrics_peak_rss_bytes": metrics.get("peak_rss_bytes"),
+        "within_bound": peak <= bound,
+        "measured_over_bound": round(peak / bound, 3),
+        "estimate_bytes": estimate(cfg).total,
+    }
+
+
+def bound_table(rows: list[dict]) -> str:
+    lines = [
+        "| d | N | steps | peak RSS GiB | bound GiB (2W + batch + 0.5) | peak / bound | weights GiB | estimate GiB | "
+        "status | solve s | load (1-min, before → after) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dim']:.0e} | {r['batch_size']} | {r['steps']} | {r['measured_peak_rss_bytes'] / GiB:.2f} | "
+            f"{r['bound_bytes'] / GiB:.2f} | {r['measured_over_bound']:.2f} | {r['weights_bytes'] / GiB:.2f} | "
+            f"{r['estimate_bytes'] / GiB:.2f} | {r['status']} | {r['solve_wall_s']} | "
+            f"{r['load_before'][0]} → {r['load_after'][0]} |"
+        )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| d | steps | measured peak RSS GiB | estimate GiB | estimate / measured | run s |",
@@ -90,9 +177,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dims", nargs="+", type=float, default=[1e4, 1e5, 1e6])
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "bench_memory.json"))
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--bound", action="store_true", help="sdze solve's peak RSS against 2 x weights + batch + 0.5 GiB")
+    ap.add_argument("--batches", nargs="+", type=int, default=[16, 100])
+    ap.add_argument("--test-points", type=int, default=50)
     args = ap.parse_args()
     import torch
+
+    if args.bound:
+        out = Path(args.out or ROOT / "docs" / "bench_memory_bound.json")
+        result = {
+            "command": "python benchmarks/bench_memory.py " + " ".join(sys.argv[1:]),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rows": [],
+        }
+        for d in args.dims:
+            for n in args.batches:
+                result["rows"].append(bound_row(int(d), n, args.steps, args.test_points))
+                out.write_text(json.dumps(result, indent=2) + "\n")
+                print(json.dumps({k: v for k, v in result["rows"][-1].items() if k != "spec"}), flush=True)
+        print(bound_table(result["rows"]))
+        return
+    args.out = args.out or str(ROOT / "docs" / "bench_memory.json")
 
     result = {
         "command": "python benchmarks/bench_memory.py " + " ".join(sys.argv[1:]),
