@@ -12,15 +12,18 @@ d = problem.dim, h = model.width, L = model.depth, N = solver.batch_size:
              subspace state, which does not grow with d and is left out;
 - step:      the batch, N·d·s, twice with more than one worker (a replica rebuilds another worker's batch to
              align its basis), plus S·d·s for dense spatial directions (estimators hte, gauss); and f(x) in
-             float64 blocks of at most 2^22 numbers (``residual.source_chunked``), 3 blocks alive;
+             float64 blocks of at most 2^22 numbers (``residual.source_chunked``), 3 blocks alive; and, for the
+             Gauss–Newton update with a trust region (``gn_trust`` > 0) in float32, the float64 copy of W₁ that
+             its ‖W₁‖_F forms (8·h·d, ``engine/probes_gauss_newton.py``: ``GN_TRUST_W1_COPY``);
 - evaluation: a test chunk of rows = min(eval.chunk, test_points, 2^22/d) points (``sampling.TestSet.rows``)
              in float64, its cast, and the exact solution's temporaries: 2·rows·d·(8 + s);
-- checkpoint: 2·P·s, writing a checkpoint or the model (``save_file`` of the state tensors: the effective
-             weights formed, then their serialized bytes) and restoring the best state for export (``load_file``'s
-             tensors beside the live ones); plus samples.npz's points in float64 (at most 2·10^7 numbers,
-             ``solver.write_samples``), twice.
+- checkpoint: writing a checkpoint or the model costs no copy (``save_file`` writes from the tensors' memory) and
+             restoring one reads the model's tensors in place (``state_io.load_into``); what is left: the
+             optimizer state, which is restored whole beside the live one, and samples.npz's points in float64
+             (at most 2·10^7 numbers, ``solver.write_samples``), twice.
 
-Measured against peak RSS at d = 10^4 … 10^6 by ``benchmarks/bench_memory.py`` (docs/operations.md).
+Measured against peak RSS at d = 10^4 … 10^6 by ``benchmarks/bench_memory.py`` (docs/operations.md), and a whole
+``sdze solve`` against 2 × weights + batch + 0.5 GiB at d = 10^6 and 10^7 by its ``--bound`` rows (docs/benchmarks.md).
 ``work`` bounds what cannot finish: the coordinates of one pass over the test set (test_points·d) — 10^7
 points at d = 10^7 are 10^14 numbers to draw and push through the model at every evaluation.
 """
@@ -37,6 +40,9 @@ BLOCK_FLOATS = 1 << 22  # residual.source_chunked and sampling.TestSet: 2^22 flo
 SAMPLES_MAX_FLOATS = 20_000_000  # solver.write_samples
 SAMPLES_HEAD = 8
 FIRST_ORDER = frozenset({"sdgd_adam", "hte_adam"})
+# TrustRegion.of takes ‖W₁‖_F as float(W₁.double().norm()): a transient float64 copy of W₁ in every GN step
+# (float32 runs). False once it is computed without one; then the step phase drops the term.
+GN_TRUST_W1_COPY = True
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,12 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     n_samples = min(cfg.eval.sample_points, cfg.eval.test_points)
     sample_floats = n_samples * d if n_samples * d <= SAMPLES_MAX_FLOATS else n_samples * (SAMPLES_HEAD + 1)
     resident = {"runtime": RUNTIME_BYTES, "weights": P * s, "optimizer": opt}
+    trust_region = cfg.solver.method not in FIRST_ORDER and zo.update == "gn" and zo.gn_trust > 0
+    gn_norm = 8 * cfg.model.width * d if GN_TRUST_W1_COPY and s == 4 and trust_region else 0
     phases = {
-        "step": batch + 3 * 8 * max(min(N * d, BLOCK_FLOATS), d),  # a block holds at least one point
+        "step": batch + 3 * 8 * max(min(N * d, BLOCK_FLOATS), d) + gn_norm,  # a block holds at least one point
         "evaluation": 2 * rows * d * (8 + s),
-        "checkpoint": 2 * P * s + 2 * 8 * sample_floats,
+        "checkpoint": opt + 2 * 8 * sample_floats,
     }
     return MemoryEstimate({k: int(v) for k, v in resident.items()}, {k: int(v) for k, v in phases.items()})
 
