@@ -109,6 +109,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("rms_beta", float, "update sgd: decay of the running mean of δ² that normalises δ", ge=0, lt=1),
     Knob("clip", float, "update sgd: normalised δ clipped to ±clip", gt=0, le=1e6),
     Knob("gn_damping", float, "update gn: Levenberg–Marquardt damping λ (relative to diag PᵀP)", ge=0, le=1e6),
+    Knob("gn_free_bias", float, "update gn: the output bias is left undamped when the output weights' Jacobian "
+         "columns are this collinear with its column on the batch (mean cos²; high d); above 1: never", ge=0, le=2),
     Knob("gn_backtracks", int, "update gn: retries with λ ×10 while a step raises the batch's CRN loss", ge=0, le=20),
     Knob("gn_trust", float, "update gn: trust region τ, each worker's step of W₁ and of every hidden layer is at "
          "most τ·max(‖W‖_F, 1) (0: off)", ge=0, le=100),
