@@ -47,3 +47,15 @@ def test_trust_region_scales_blocks_independently_and_leaves_the_bias_free():
     assert torch.equal(region.bound(small, None, ap * 0)[0], small)  # inside the region: untouched
     off = gn.TrustRegion(0.0, 0.5, 0.0, 0.0)
     assert off.bound(last, w1, ap)[1] is w1
+
+
+def test_trust_region_norm_needs_no_float64_copy_of_w1():
+    """‖W‖_F for the trust region is accumulated in float64 by row blocks (no 8·h·d copy of W₁): equal to the
+    float64 norm to rounding, whatever the block size."""
+    from sdze_core.engine.probes_gauss_newton import frobenius
+
+    W = torch.randn(37, 1001, generator=torch.Generator().manual_seed(0)) * 3
+    exact = float(W.double().norm())
+    for chunk in (1, 1000, 5000, 1 << 22):
+        assert abs(frobenius(W, chunk) - exact) <= 1e-12 * exact
+    assert frobenius(W.double()) == exact
