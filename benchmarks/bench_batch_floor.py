@@ -18,8 +18,10 @@ warm-up step). Per batch size N, on ``sine_gordon_two_body`` at ``--dim`` d (wid
              source);
 - sdze, sdgd_adam: whole steps (batch + update) through ``Solver.local_step``, the update timed apart.
 
-Ratios: batch / floor, (points + source) / floor, whole sdze step / floor and / whole sdgd_adam step (issue 12's
-targets: ≤ 3× the floor and ≤ 0.5× sdgd_adam at d = 10^6). The JSON is rewritten after every batch size.
+Every figure is also recorded in process CPU seconds (``cpu``, ``cpu_ratios``): on a shared machine the wall clock
+stretches with the load, CPU time much less. Ratios: batch / floor, (points + source) / floor, whole sdze step /
+floor and / whole sdgd_adam step (issue 12's targets: ≤ 3× the floor and ≤ 0.5× sdgd_adam at d = 10^6). The JSON
+is rewritten after every batch size.
 """
 
 from __future__ import annotations
@@ -37,12 +39,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def median_time(fn, repeats: int) -> float:
-    ts = []
+CPU: dict[str, float] = {}  # the same medians in process CPU seconds (what a shared, loaded machine distorts least)
+
+
+def median_time(fn, repeats: int, key: str | None = None) -> float:
+    """Median wall seconds of ``repeats`` calls; the median CPU seconds go to ``CPU[key]``."""
+    ts, cs = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t0)
+        cs.append(time.process_time() - c0)
+    if key:
+        CPU[key] = statistics.median(cs)
     return statistics.median(ts)
 
 
@@ -55,14 +64,14 @@ def floor_parts(n: int, d: int, repeats: int) -> dict:
 
     gen = torch.Generator().manual_seed(0)
     buf, s, c = (torch.empty(n, d) for _ in range(3))
-    randn = median_time(lambda: torch.randn(n, d, generator=gen, out=buf), repeats)
-    sin = median_time(lambda: torch.sin(buf, out=s), repeats)
-    cos = median_time(lambda: torch.cos(buf, out=c), repeats)
+    randn = median_time(lambda: torch.randn(n, d, generator=gen, out=buf), repeats, "randn_s")
+    sin = median_time(lambda: torch.sin(buf, out=s), repeats, "sin_s")
+    cos = median_time(lambda: torch.cos(buf, out=c), repeats, "cos_s")
     s = c = None  # free them before the float64 buffers
     wide, s64 = torch.empty(n, d, dtype=torch.float64), torch.empty(n, d, dtype=torch.float64)
-    cast = median_time(lambda: wide.copy_(buf), repeats)
-    sin64 = median_time(lambda: torch.sin(wide, out=s64), repeats)
-    cos64 = median_time(lambda: torch.cos(wide, out=s64), repeats)
+    cast = median_time(lambda: wide.copy_(buf), repeats, "cast64_s")
+    sin64 = median_time(lambda: torch.sin(wide, out=s64), repeats, "sin64_s")
+    cos64 = median_time(lambda: torch.cos(wide, out=s64), repeats, "cos64_s")
     return {
         "randn_s": randn,
         "sin_s": sin,
@@ -85,9 +94,9 @@ def ours(n: int, d: int, repeats: int) -> dict:
 
     problem = make_problem("sine_gordon_two_body", d)
     gen = torch.Generator().manual_seed(1)
-    points = median_time(lambda: sample_points(problem, n, gen), repeats)
+    points = median_time(lambda: sample_points(problem, n, gen), repeats, "points_s")
     x = sample_points(problem, n, gen)
-    source = median_time(lambda: source_chunked(problem, x).to(torch.float32), repeats)
+    source = median_time(lambda: source_chunked(problem, x).to(torch.float32), repeats, "source_s")
     return {"points_s": points, "source_s": source}
 
 
@@ -108,24 +117,37 @@ def steps(method: str, n: int, d: int, k: int) -> dict:
         }
     )
     solver = Solver(spec.to_config())
-    tb, tu = [], []
+    tb, tu, cb, cu = [], [], [], []
     for t in range(k + 1):
-        a = time.perf_counter()
+        a, ca = time.perf_counter(), time.process_time()
         solver.engine.batches.get(t, 0)
-        b = time.perf_counter()
+        b, cb0 = time.perf_counter(), time.process_time()
         solver.local_step(t)
-        c = time.perf_counter()
+        c, cc = time.perf_counter(), time.process_time()
         if t > 0:
             tb.append(b - a)
             tu.append(c - b)
+            cb.append(cb0 - ca)
+            cu.append(cc - cb0)
     batch, update = statistics.median(tb), statistics.median(tu)
-    return {"batch_s": batch, "update_s": update, "step_s": batch + update}
+    cpu_batch, cpu_update = statistics.median(cb), statistics.median(cu)
+    return {
+        "batch_s": batch,
+        "update_s": update,
+        "step_s": batch + update,
+        "cpu": {"batch_s": cpu_batch, "update_s": cpu_update, "step_s": cpu_batch + cpu_update},
+    }
 
 
 def row(n: int, d: int, repeats: int, k: int) -> dict:
     r = {"batch_size": n, "dim": d, "load_before": load()}
+    CPU.clear()
     r["floor"] = floor_parts(n, d, repeats)
     r["ours"] = ours(n, d, repeats)
+    c = dict(CPU)
+    c["floor_s"] = c["randn_s"] + c["sin_s"] + c["cos_s"]
+    c["floor64_s"] = c["randn_s"] + c["cast64_s"] + 2 * (c["sin64_s"] + c["cos64_s"])
+    r["cpu"] = c
     r["sdze"] = steps("sdze", n, d, k)
     r["sdgd_adam"] = steps("sdgd_adam", n, d, k)
     r["load_after"] = load()
@@ -140,7 +162,32 @@ def row(n: int, d: int, repeats: int, k: int) -> dict:
         "sdze_step_over_sdgd_adam_step": r["sdze"]["step_s"] / r["sdgd_adam"]["step_s"],
         "sdze_update_over_sdgd_adam_update": r["sdze"]["update_s"] / r["sdgd_adam"]["update_s"],
     }
+    z, a = r["sdze"]["cpu"], r["sdgd_adam"]["cpu"]
+    r["cpu_ratios"] = {
+        "points_plus_source_over_floor": (c["points_s"] + c["source_s"]) / c["floor_s"],
+        "points_plus_source_over_floor64": (c["points_s"] + c["source_s"]) / c["floor64_s"],
+        "batch_over_floor": z["batch_s"] / c["floor_s"],
+        "sdze_step_over_floor": z["step_s"] / c["floor_s"],
+        "sdze_step_over_sdgd_adam_step": z["step_s"] / a["step_s"],
+    }
     return r
+
+
+def cpu_table(rows: list[dict]) -> str:
+    lines = [
+        "| N | CPU s: floor | floor64 | points + source | batch | sdze step | sdgd_adam step "
+        "| (points + source) / floor | … / floor64 | sdze step / floor | sdze / sdgd_adam |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c, z, a, q = r["cpu"], r["sdze"]["cpu"], r["sdgd_adam"]["cpu"], r["cpu_ratios"]
+        lines.append(
+            f"| {r['batch_size']} | {c['floor_s']:.3g} | {c['floor64_s']:.3g} | {c['points_s'] + c['source_s']:.3g} | "
+            f"{z['batch_s']:.3g} | {z['step_s']:.3g} | {a['step_s']:.3g} | {q['points_plus_source_over_floor']:.1f} | "
+            f"{q['points_plus_source_over_floor64']:.1f} | {q['sdze_step_over_floor']:.1f} | "
+            f"{q['sdze_step_over_sdgd_adam_step']:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -186,6 +233,7 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result["rows"][-1]), flush=True)
     print(table(result["rows"]))
+    print(cpu_table(result["rows"]))
 
 
 if __name__ == "__main__":
