@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="solver override key=json-value")
     ap.add_argument("--estimator", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--seed", type=int, default=0, help="the job seed (initialization, batches); u* keeps seed 0")
     a = ap.parse_args()
     solver = {"method": "sdze", "steps": a.steps}
     for kv in a.set:
@@ -39,6 +40,7 @@ def main() -> None:
             "problem": {"name": a.problem, "dim": a.dim},
             "solver": solver,
             "eval": {"test_points": a.test_points, "every": a.every},
+            "seed": a.seed,
         }
     )
     cfg = spec.to_config()
