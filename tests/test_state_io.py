@@ -55,3 +55,44 @@ def test_load_into_detects_a_truncated_file(tmp_path):
     f.write_bytes(data[:-100])
     with pytest.raises(EOFError):
         load_into(f, {"model.w": torch.zeros(7, 301), "model.b": torch.zeros(7, dtype=torch.float64)})
+
+
+def test_solver_restores_a_checkpoint_into_its_live_tensors(tmp_path, monkeypatch):
+    """Solver.load_checkpoint writes the saved state into the model's own tensors: none is loaded whole."""
+    from sdze_core.solver import Solver
+    from sdze_core.spec import JobSpec
+
+    spec = {"problem": {"name": "poisson_two_body", "dim": 6}, "solver": {"steps": 2, "batch_size": 8}}
+    s = Solver(JobSpec.model_validate(spec).to_config())
+    s.local_step(0)
+    saved = {k: v.clone() for k, v in s.model.state_dict().items()}
+    engine_saved = {k: v.clone() for k, v in s.engine.state_dict().items()}
+    s.save_checkpoint(tmp_path / "ck")
+    ptrs = {k: v.data_ptr() for k, v in s.model.state_dict().items()}
+    s.local_step(1)  # moves the weights and the engine state on
+    assert not all(torch.equal(v, saved[k]) for k, v in s.model.state_dict().items())
+    whole: list[str] = []
+    real_open = state_io.safe_open
+
+    class Recording:
+        def __init__(self, *a, **k):
+            self.fh = real_open(*a, **k)
+
+        def __enter__(self):
+            self.inner = self.fh.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+        def get_tensor(self, name):
+            whole.append(name)
+            return self.inner.get_tensor(name)
+
+    monkeypatch.setattr(state_io, "safe_open", Recording)
+    s.load_checkpoint(tmp_path / "ck")
+    assert whole and not [k for k in whole if k.startswith("model.")]  # only the engine's state is loaded whole
+    for k, v in s.model.state_dict().items():
+        assert v.data_ptr() == ptrs[k] and torch.equal(v, saved[k])
+    for k, v in s.engine.state_dict().items():
+        assert torch.equal(v, engine_saved[k])
