@@ -12,9 +12,8 @@ d = problem.dim, h = model.width, L = model.depth, N = solver.batch_size:
              subspace state, which does not grow with d and is left out;
 - step:      the batch, N·d·s, twice with more than one worker (a replica rebuilds another worker's batch to
              align its basis), plus S·d·s for dense spatial directions (estimators hte, gauss); and f(x) in
-             float64 blocks of at most 2^22 numbers (``residual.source_chunked``), 3 blocks alive; and, for the
-             Gauss–Newton update with a trust region (``gn_trust`` > 0) in float32, the float64 copy of W₁ that
-             its ‖W₁‖_F forms (8·h·d, ``engine/probes_gauss_newton.py``: ``GN_TRUST_W1_COPY``);
+             float64 blocks of at most 2^22 numbers (``residual.source_chunked``), 3 blocks alive (the Gauss–Newton
+             trust region's ‖W₁‖_F is summed over row blocks of the same size, ``probes_gauss_newton.frobenius``);
 - evaluation: a test chunk of rows = min(eval.chunk, test_points, 2^22/d) points (``sampling.TestSet.rows``)
              in float64, its cast, and the exact solution's temporaries: 2·rows·d·(8 + s);
 - checkpoint: writing a checkpoint or the model costs no copy (``save_file`` writes from the tensors' memory) and
@@ -40,9 +39,6 @@ BLOCK_FLOATS = 1 << 22  # residual.source_chunked and sampling.TestSet: 2^22 flo
 SAMPLES_MAX_FLOATS = 20_000_000  # solver.write_samples
 SAMPLES_HEAD = 8
 FIRST_ORDER = frozenset({"sdgd_adam", "hte_adam"})
-# TrustRegion.of takes ‖W₁‖_F as float(W₁.double().norm()): a transient float64 copy of W₁ in every GN step
-# (float32 runs). False once it is computed without one; then the step phase drops the term.
-GN_TRUST_W1_COPY = True
 
 
 @dataclass(frozen=True)
@@ -98,10 +94,8 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     n_samples = min(cfg.eval.sample_points, cfg.eval.test_points)
     sample_floats = n_samples * d if n_samples * d <= SAMPLES_MAX_FLOATS else n_samples * (SAMPLES_HEAD + 1)
     resident = {"runtime": RUNTIME_BYTES, "weights": P * s, "optimizer": opt}
-    trust_region = cfg.solver.method not in FIRST_ORDER and zo.update == "gn" and zo.gn_trust > 0
-    gn_norm = 8 * cfg.model.width * d if GN_TRUST_W1_COPY and s == 4 and trust_region else 0
     phases = {
-        "step": batch + 3 * 8 * max(min(N * d, BLOCK_FLOATS), d) + gn_norm,  # a block holds at least one point
+        "step": batch + 3 * 8 * max(min(N * d, BLOCK_FLOATS), d),  # a block holds at least one point
         "evaluation": 2 * rows * d * (8 + s),
         "checkpoint": opt + 2 * 8 * sample_floats,
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sdze_core import memory
 from sdze_core.memory import BLOCK_FLOATS, RUNTIME_BYTES, estimate, param_count, work
 from sdze_core.spec import JobSpec
 
@@ -13,14 +12,13 @@ def cfg(**parts):
     return JobSpec.model_validate({"problem": {"name": "poisson_two_body", "dim": 1000}, **parts}).to_config()
 
 
-def test_parts_follow_their_formulas(monkeypatch):
+def test_parts_follow_their_formulas():
     d, h, L, N = 100_000, 128, 4, 100
     e = estimate(cfg(problem={"name": "poisson_two_body", "dim": d}))
     P = h * d + h + (L - 2) * (h * h + h) + h + 1
     assert param_count(d, h, L) == P
     assert e.resident == {"runtime": RUNTIME_BYTES, "weights": 4 * P, "optimizer": 0}
-    # N·d = 10^7 > 2^22: full source blocks; the default's GN trust region copies W₁ to float64 (8·h·d)
-    assert e.phases["step"] == N * d * 4 + 3 * 8 * BLOCK_FLOATS + 8 * h * d
+    assert e.phases["step"] == N * d * 4 + 3 * 8 * BLOCK_FLOATS  # N·d = 10^7 > 2^22: full source blocks
     assert e.phases["evaluation"] == 2 * (BLOCK_FLOATS // d) * d * 12
     # checkpoints are written from and read into the live tensors; 2000 sample points × 10^5 > 2·10^7 numbers:
     # samples.npz keeps 8 coordinates and the radius per point
@@ -32,14 +30,9 @@ def test_parts_follow_their_formulas(monkeypatch):
     adam = estimate(cfg(problem={"name": "poisson_two_body", "dim": d}, solver={"method": "sdgd_adam"}))
     assert adam.resident["optimizer"] == 3 * 4 * P
     assert adam.phases["checkpoint"] == 3 * 4 * P + 2 * 8 * 2000 * 9  # the optimizer state is restored whole
-    assert adam.phases["step"] == N * d * 4 + 3 * 8 * BLOCK_FLOATS  # no GN trust region
-    assert e64.phases["step"] == N * d * 8 + 3 * 8 * BLOCK_FLOATS  # float64 W₁: .double() copies nothing
-    untrusted = estimate(cfg(problem={"name": "poisson_two_body", "dim": d}, solver={"gn_trust": 0.0}))
-    assert untrusted.phases["step"] == N * d * 4 + 3 * 8 * BLOCK_FLOATS
+    assert e64.phases["step"] == N * d * 8 + 3 * 8 * BLOCK_FLOATS
     two = estimate(cfg(problem={"name": "poisson_two_body", "dim": d}, resources={"workers": 2}))
     assert two.phases["step"] - e.phases["step"] == N * d * 4
-    monkeypatch.setattr(memory, "GN_TRUST_W1_COPY", False)
-    assert estimate(cfg(problem={"name": "poisson_two_body", "dim": d})).phases["step"] == untrusted.phases["step"]
 
 
 def test_absurd_specs_are_huge_and_the_default_d1e7_is_not():
@@ -50,6 +43,6 @@ def test_absurd_specs_are_huge_and_the_default_d1e7_is_not():
     assert batch.phases["step"] > 3000 * GiB and batch.peak_phase == "step"
     assert work(cfg(problem=d7, eval={"test_points": 10_000_000})) == 10**14
     default = estimate(cfg(problem=d7))
-    # weights 4.8 GiB + a step: batch 3.7 GiB and the trust region's float64 W₁ 9.5 GiB + runtime
-    assert default.peak_phase == "step" and 18 * GiB < default.total < 19 * GiB
+    # weights 4.8 GiB + a step's batch 3.7 GiB (checkpoints copy nothing) + runtime
+    assert default.peak_phase == "step" and 9 * GiB < default.total < 9.5 * GiB
     assert "weights" in default.describe() and "GiB" in default.describe()
