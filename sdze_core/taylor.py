@@ -49,24 +49,30 @@ def jet_mul(a: Jet, b: Jet) -> Jet:
 
 def tanh_jet(z: Jet) -> Jet:
     """Jet of tanh(z) from the jet of z (order len(z) − 1), by the ODE y' = (1 − y²) z'."""
+    return tanh_jets(z)[0]
+
+
+def tanh_jets(z: Jet, derivative_order: int | None = None) -> tuple[Jet, Jet]:
+    """(jet of y = tanh z, jet of p = 1 − y²); p carries orders 0 … ``derivative_order`` (default K − 1, what y's
+    recurrence needs; the tangents ``tangent.tanh_jet_dual`` need order K: p_K = −Σ_j y_j y_{K−j})."""
     y0 = torch.tanh(z[0])
     y: Jet = [y0]
     p: Jet = [1 - y0 * y0]
     K = len(z) - 1
+    P = K - 1 if derivative_order is None else min(derivative_order, K)
     for k in range(1, K + 1):
         acc = None
         for j in range(1, k + 1):
             if z[j] is not None and p[k - j] is not None:
                 t = z[j] * p[k - j]
                 acc = _add(acc, t * j if j != 1 else t)
-        yk = None if acc is None else (acc / k if k != 1 else acc)
-        y.append(yk)
-        if k < K:
+        y.append(None if acc is None else (acc / k if k != 1 else acc))
+        if k <= P:
             acc = None
             for j in range(k + 1):
                 acc = _add(acc, _mul(y[j], y[k - j]))
             p.append(None if acc is None else -acc)
-    return y
+    return y, p
 
 
 @dataclass

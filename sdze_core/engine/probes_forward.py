@@ -41,28 +41,24 @@ def residual_dual(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation], 
     lowrank: list[LowRank | None] = low_rank_terms(engine.layers, ctx, None, keep_basis=True)
     tangents: list[tuple[Tensor | None, Tensor] | None] = []
     first_tangent = None
-    pad = 0
     if w1_U is not None:
         p = w1_U.shape[1]
         pad = 2 * p
-        z0d = torch.zeros(pad + len(zs), 1, 1, w1_U.shape[0], dtype=dtype, device=device)
+        z0d = torch.zeros(pad, 1, 1, w1_U.shape[0], dtype=dtype, device=device)
         z1d = torch.zeros_like(z0d)
         z0d[:p, 0, 0] = w1_U.t()
         z1d[p:pad, 0, 0] = w1_U.t()
-        first_tangent = (z0d, z1d)
+        first_tangent = (z0d, z1d)  # the leading 2p channels; the probes' q channels trail (``hidden_jet_dual``)
     for l, lay in enumerate(engine.layers):
         if l == 0 and w1_U is not None:  # W₁ enters through the channels above, not through probes
             lowrank[0] = None
             tangents.append(None)
             continue
         MS = torch.stack([lay.U @ z.S[l] for z in zs]) if zs else None  # (q, m, r): Ẇ_l = MS[k] V_lᵀ
-        if MS is not None and pad:
-            MS = torch.cat([MS.new_zeros(pad, *MS.shape[1:]), MS])
-        if MS is None:
-            MS = lay.U.new_zeros(pad, lay.U.shape[0], lay.V.shape[1])  # no hidden probes: W₁ channels only
-        tangents.append((lay.V, MS))
+        tangents.append(None if MS is None else (lay.V, MS))
+    Q = (2 * w1_U.shape[1] if w1_U is not None else 0) + len(zs)
     phi, phid = hidden_jet_dual(
-        ctx.first_layer, m.W[1:-1], m.b[1:-1], engine.problem.order, lowrank, tangents, first_tangent
+        ctx.first_layer, m.W[1:-1], m.b[1:-1], engine.problem.order, lowrank, tangents, first_tangent, Q
     )
     u = u_jet(ctx.batch, phi, m.W[-1], m.b[-1])
     R = residual(engine.problem, ctx.batch, u)
