@@ -200,3 +200,25 @@ def test_hidden_jet_dual_probe_channels_on_every_layer_equal_the_reference(order
         assert torch.equal(a, b_)
     for a, b_ in zip(yd, yd_ref, strict=True):
         _close(a, b_)
+
+
+@pytest.mark.parametrize(("lead", "q", "Q"), [(5, 3, 6), (2, 3, 5), (2, 2, 6), (4, 4, 4), (3, 0, 7), (0, 3, 5)])
+def test_layer_tangent_places_both_terms_on_their_channels(lead, q, Q):
+    """ċ W_effᵀ on the leading ``lead`` channels, (cV)(MS)ᵀ on the trailing q, summed where they overlap, zero
+    between them: every channel layout, against the sum written out."""
+    from sdze_core.tangent import _layer_tangent
+
+    g = torch.Generator().manual_seed(lead * 100 + q * 10 + Q)
+    N, s, n, m, r = 3, 4, 6, 5, 2
+    c = torch.randn(N, s, n, generator=g, dtype=F64)
+    cd = torch.randn(lead, N, s, n, generator=g, dtype=F64) if lead else None
+    Wt = torch.randn(n, m, generator=g, dtype=F64)
+    V, MS = torch.randn(n, r, generator=g, dtype=F64), torch.randn(q, m, r, generator=g, dtype=F64)
+    got = _layer_tangent(c, cd, Wt, (V, MS) if q else None, Q)
+    rows = lead if q == 0 else Q
+    want = torch.zeros(rows, N, s, m, dtype=F64)
+    if lead:
+        want[:lead] += cd @ Wt
+    if q:
+        want[rows - q :] += torch.einsum("nsr,qmr->qnsm", c @ V, MS)
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)
