@@ -91,10 +91,40 @@ def _effective_weight_t(W: Tensor, term: LowRank | None) -> Tensor:
     return torch.addmm(W, term.M, term.V.t()).t()
 
 
-def _layer_tangent(c: Tensor, cd: Tensor | None, Wt: Tensor, probe: tuple[Tensor, Tensor] | None, Q: int):
+class TangentBuffers:
+    """The dual pass's channel-sized outputs, kept from one call to the next (one object per engine).
+
+    Why: a fresh (Q, N, S, h) tensor per layer and coefficient (10 MB at the defaults) is returned to the kernel
+    between steps and costs first-touch page faults every step — measured ≈ 25 % of an ``sdze`` step at d = 10³
+    (docs/benchmarks.md). Buffers are keyed by (layer parity, coefficient): a layer reads the previous layer's
+    and writes its own. The tangents ``hidden_jet_dual`` returns live here until its next call with this object.
+    Their size does not depend on d (Q · N · S · h numbers per coefficient).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[int, int], Tensor] = {}
+
+    def take(self, slot: tuple[int, int], shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """An uninitialised tensor of ``shape`` (``like``'s dtype and device) for ``slot``, reused when it fits."""
+        t = self._buffers.get(slot)
+        if t is None or tuple(t.shape) != shape or t.dtype != like.dtype or t.device != like.device:
+            t = self._buffers[slot] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return t
+
+
+def _layer_tangent(
+    c: Tensor,
+    cd: Tensor | None,
+    Wt: Tensor,
+    probe: tuple[Tensor, Tensor] | None,
+    Q: int,
+    buffers: TangentBuffers | None = None,
+    slot: tuple[int, int] = (0, 0),
+):
     """ż_k of one coefficient: ċ_k W_effᵀ on the channels ċ carries (the leading Q') plus (c_k V)(MS)ᵀ on the
-    probes' (the trailing q = ``MS.shape[0]`` of the Q channels), written into one new tensor (Q or Q', N, s, m).
-    c (N, s, n), ċ (Q', N, s|1, n), MS (q, m, r); channels between the two ranges are zero."""
+    probes' (the trailing q = ``MS.shape[0]`` of the Q channels), written into one tensor (Q or Q', N, s, m): new,
+    or ``buffers``' tensor for ``slot`` (which must not be ċ's). c (N, s, n), ċ (Q', N, s|1, n), MS (q, m, r);
+    channels between the two ranges are zero."""
     N, s, n = c.shape
     lead = 0 if cd is None else cd.shape[0]
     q = 0 if probe is None else probe[1].shape[0]
@@ -102,7 +132,10 @@ def _layer_tangent(c: Tensor, cd: Tensor | None, Wt: Tensor, probe: tuple[Tensor
     if rows == 0:
         return None
     m = Wt.shape[1] if Wt is not None else probe[1].shape[1]
-    out = torch.empty(rows, N, s, m, dtype=c.dtype, device=c.device)
+    if buffers is None:
+        out = torch.empty(rows, N, s, m, dtype=c.dtype, device=c.device)
+    else:
+        out = buffers.take(slot, (rows, N, s, m), c)
     if lead:
         torch.mm(cd.expand(lead, N, s, n).reshape(-1, n), Wt, out=out[:lead].view(-1, m))
     if lead < rows - q:
@@ -129,6 +162,7 @@ def hidden_jet_dual(
     tangents: list[tuple[Tensor, Tensor] | None],
     first_tangent: tuple[Tensor | None, Tensor | None] | None = None,
     channels: int | None = None,
+    buffers: TangentBuffers | None = None,
 ) -> tuple[Jet, Jet]:
     """Primal jet of the last hidden layer (as ``taylor.hidden_jet``) and its tangents along Q channels.
 
@@ -139,7 +173,8 @@ def hidden_jet_dual(
     (instead of ``tangents[0]``) on the leading Q₀ channels; either may be None.
     ``channels`` = Q (default: the largest source's count, i.e. every source on the same channels; the exact-W₁
     layout passes 2p + q: 2p W₁ channels, then q probes). Returned tangents have Q channels (only the leading ones
-    if no hidden probe reaches the trailing channels).
+    if no hidden probe reaches the trailing channels). With ``buffers`` the layers' tangents are written into its
+    reused tensors: the returned tangents are valid until the next call with the same ``buffers``.
     """
     N, S = first.z0.shape[0], first.z1.shape[0]
     z0, z1 = first.z0, first.z1
@@ -173,7 +208,7 @@ def hidden_jet_dual(
             if term is not None:
                 zk = zk + term.apply(c)
             z.append(zk)
-            zd.append(_layer_tangent(c, cd, Wt, tl, Q))
+            zd.append(_layer_tangent(c, cd, Wt, tl, Q, buffers=buffers, slot=(l % 2, k)))
         y, yd = tanh_jet_dual(z, zd, overwrite=True)  # the ż_k are this layer's own new tensors
     return y, yd
 

@@ -23,6 +23,7 @@ from ..problems import Problem
 from ..residual import StepBatch
 from ..schedule import LinearDecay
 from ..subspace import DataBasis
+from ..tangent import TangentBuffers
 from ..taylor import LowRank
 from .bases import SubspaceLayer, draw_layers, fold, refresh_interval
 from .context import StepContext, StepData, build_context
@@ -84,6 +85,7 @@ class SDZEEngine:
         self.batches = batch_source(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         self.batches.first_layer = lambda: (self.fold(), self.model.W[0])[1]  # estimator zspace: W₁ with pending C
         self.step_data = StepData(self.batches)
+        self.tangent_buffers = TangentBuffers()  # the forward-mode dual pass's reused channel-sized outputs
         self.last_mom = torch.zeros(self.model.width + 1, dtype=self.dtype, device=self.device)
         self.counters = dict.fromkeys(COUNTERS[cfg.update], 0)
         if cfg.perturbation == "subspace":

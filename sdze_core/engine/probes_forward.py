@@ -58,7 +58,15 @@ def residual_dual(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation], 
         tangents.append(None if MS is None else (lay.V, MS))
     Q = (2 * w1_U.shape[1] if w1_U is not None else 0) + len(zs)
     phi, phid = hidden_jet_dual(
-        ctx.first_layer, m.W[1:-1], m.b[1:-1], engine.problem.order, lowrank, tangents, first_tangent, Q
+        ctx.first_layer,
+        m.W[1:-1],
+        m.b[1:-1],
+        engine.problem.order,
+        lowrank,
+        tangents,
+        first_tangent,
+        Q,
+        engine.tangent_buffers,  # phid lives in them: consumed below, before the next call
     )
     u = u_jet(ctx.batch, phi, m.W[-1], m.b[-1])
     R = residual(engine.problem, ctx.batch, u)
