@@ -1,8 +1,14 @@
 """Admission estimate against measured peak RSS: small real solves, one fresh process each.
 
     python benchmarks/bench_memory.py [--dims 1e4 1e5 1e6] [--out docs/bench_memory.json]
+    python benchmarks/bench_memory.py --phases [--dims 1e6] [--batches 16] [--out docs/bench_memory_phases.json]
     python benchmarks/bench_memory.py --bound [--dims 1e6 1e7] [--batches 16 100] [--steps 3] [--test-points 50]
         [--out docs/bench_memory_bound.json]
+
+``--phases`` (issue 12): in one process (one thread), a Solver at ``--dims`` (first value) and batch ``--batches``
+(first value) performs each phase of a run once (save and restore a checkpoint, evaluate, export, write samples,
+a step) and records its resident-set rise above the level before it (RSS sampled every 2 ms), beside the old
+‖W₁‖_F (``float(W₁.double().norm())``) and the blocked one (``probes_gauss_newton.frobenius``).
 
 ``--bound`` (issue 12): each row runs ``/usr/bin/time -v python -m service.cli solve SPEC --out DIR --quiet`` (one
 torch thread) on sine_gordon_two_body with width 128, depth 4, the default method, an evaluation at step 0 and at
@@ -82,6 +88,77 @@ def run_row(dim: int, steps: int) -> dict:
 
 
 GiB = 1 << 30
+
+PHASES = r"""
+import json, os, sys, threading, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from sdze_core.engine.probes_gauss_newton import frobenius
+from sdze_core.solver import Solver, write_samples
+from sdze_core.spec import JobSpec
+PAGE = os.sysconf("SC_PAGE_SIZE")
+peak = [0]
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+def sample():
+    while True:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+threading.Thread(target=sample, daemon=True).start()
+spec, out = json.loads(sys.argv[1]), Path(sys.argv[2])
+s = Solver(JobSpec.model_validate(spec).to_config())
+rows = []
+def phase(name, fn):
+    time.sleep(0.05)
+    base = rss()
+    peak[0] = base
+    t0 = time.perf_counter()
+    fn()
+    time.sleep(0.05)
+    rows.append({"phase": name, "before_bytes": base, "rise_bytes": peak[0] - base, "s": time.perf_counter() - t0})
+W1 = s.model.W[0]
+phase("norm W1: float(W1.double().norm())", lambda: float(W1.double().norm()))
+phase("norm W1: frobenius (row blocks)", lambda: frobenius(W1))
+phase("save_checkpoint", lambda: s.save_checkpoint(out / "ck"))
+phase("load_checkpoint", lambda: s.load_checkpoint(out / "ck"))
+phase("evaluate (test set + held-out residual)", s.evaluate_test)
+phase("export (model.safetensors + samples.npz)", lambda: s.export(out / "export"))
+phase("write_samples", lambda: write_samples(s, out / "samples.npz"))
+phase("step 0 (batch + update)", lambda: s.local_step(0))
+phase("step 1 (batch + update)", lambda: s.local_step(1))
+print(json.dumps(rows))
+"""
+
+
+def phases(dim: int, batch: int) -> dict:
+    """Each phase's resident-set rise in one fresh process (``PHASES``)."""
+    spec = {
+        "problem": {"name": "sine_gordon_two_body", "dim": dim},
+        "model": {"width": 128, "depth": 4},
+        "solver": {"steps": 10, "batch_size": batch},
+        "eval": {"test_points": 50, "sample_points": 16},
+    }
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with tempfile.TemporaryDirectory() as out:
+        p = subprocess.run(
+            [sys.executable, "-c", PHASES, json.dumps(spec), out], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-3000:])
+    from sdze_core.memory import param_count
+
+    return {
+        "dim": dim,
+        "batch_size": batch,
+        "spec": spec,
+        "weights_bytes": 4 * param_count(dim, 128, 4),
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "phases": json.loads(p.stdout.strip().splitlines()[-1]),
+    }
 
 
 def bound_spec(dim: int, batch: int, steps: int, test_points: int) -> dict:
@@ -179,11 +256,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--out", default=None)
     ap.add_argument("--bound", action="store_true", help="sdze solve's peak RSS against 2 x weights + batch + 0.5 GiB")
+    ap.add_argument("--phases", action="store_true", help="each phase's resident-set rise in one process")
     ap.add_argument("--batches", nargs="+", type=int, default=[16, 100])
     ap.add_argument("--test-points", type=int, default=50)
     args = ap.parse_args()
     import torch
 
+    if args.phases:
+        out = Path(args.out or ROOT / "docs" / "bench_memory_phases.json")
+        result = {
+            "command": "python benchmarks/bench_memory.py " + " ".join(sys.argv[1:]),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **phases(int(args.dims[0]), args.batches[0]),
+        }
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        for r in result["phases"]:
+            print(f"{r['phase']:45s} rise {r['rise_bytes'] / GiB:7.3f} GiB  {r['s']:.2f} s")
+        return
     if args.bound:
         out = Path(args.out or ROOT / "docs" / "bench_memory_bound.json")
         result = {
