@@ -94,6 +94,7 @@ import json, os, sys, threading, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
+from safetensors.torch import load_file
 from sdze_core.engine.probes_gauss_newton import frobenius
 from sdze_core.solver import Solver, write_samples
 from sdze_core.spec import JobSpec
@@ -123,6 +124,7 @@ phase("norm W1: float(W1.double().norm())", lambda: float(W1.double().norm()))
 phase("norm W1: frobenius (row blocks)", lambda: frobenius(W1))
 phase("save_checkpoint", lambda: s.save_checkpoint(out / "ck"))
 phase("load_checkpoint", lambda: s.load_checkpoint(out / "ck"))
+phase("safetensors load_file of it (the old restore)", lambda: load_file(str(out / "ck" / "state.safetensors")))
 phase("evaluate (test set + held-out residual)", s.evaluate_test)
 phase("export (model.safetensors + samples.npz)", lambda: s.export(out / "export"))
 phase("write_samples", lambda: write_samples(s, out / "samples.npz"))
