@@ -71,7 +71,11 @@ class MLP:
         """An order-sensitive float64 fingerprint of all parameters (replica-consistency checks)."""
         total = 0.0
         for i, t in enumerate(self.params()):
-            total += (i + 1) * float(t.double().sum()) + float((t.double() ** 2).sum())
+            if t.dtype == torch.float64:
+                total += (i + 1) * float(t.sum()) + float((t**2).sum())
+            else:
+                s1, s2 = float64_sums(t)
+                total += (i + 1) * s1 + s2
         return total
 
     @torch.no_grad()
@@ -81,3 +85,17 @@ class MLP:
         for l in range(self.depth - 1):
             h = torch.tanh(torch.addmm(self.b[l], h, self.W[l].t()))
         return torch.addmm(self.b[-1], h, self.W[-1].t())[:, 0]
+
+
+def float64_sums(t: Tensor, chunk: int = 1 << 22) -> tuple[float, float]:
+    """(Σ t, Σ t²) accumulated in float64 by row blocks of about ``chunk`` elements, without a float64 copy of t
+    (W₁ is 5 GB in float32 at d = 10^7, h = 128; ``t.double()`` would add 10 GB)."""
+    if t.dim() == 0:
+        return float(t.double()), float(t.double() ** 2)
+    rows = max(1, chunk // max(1, t[0].numel()))
+    s1 = s2 = 0.0
+    for i in range(0, t.shape[0], rows):
+        block = t[i : i + rows].double()
+        s1 += float(block.sum())
+        s2 += float(block.square().sum())
+    return s1, s2

@@ -59,3 +59,16 @@ def test_trust_region_norm_needs_no_float64_copy_of_w1():
     for chunk in (1, 1000, 5000, 1 << 22):
         assert abs(frobenius(W, chunk) - exact) <= 1e-12 * exact
     assert frobenius(W.double()) == exact
+
+
+def test_checksum_needs_no_float64_copy_and_keeps_its_value():
+    """The replica checksum sums each float32 parameter in float64 by row blocks (no 8·h·d copy of W₁ at d = 10^7):
+    equal to the whole-tensor float64 formula to rounding."""
+    from sdze_core.model import float64_sums
+
+    g = torch.Generator().manual_seed(1)
+    for shape in ((7, 3001), (5,), ()):
+        t = torch.randn(shape, generator=g)
+        s1, s2 = float64_sums(t, chunk=1000)
+        assert abs(s1 - float(t.double().sum())) <= 1e-12 * float(t.double().abs().sum())
+        assert abs(s2 - float(t.double().square().sum())) <= 1e-12 * float(t.double().square().sum())

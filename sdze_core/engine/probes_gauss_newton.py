@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..levenberg import levenberg_marquardt
+from ..model import float64_sums
 from .context import StepContext
 from .perturbation import Offset, Perturbation
 from .perturbed_forward import perturbed_residual
@@ -200,12 +201,10 @@ class TrustRegion:
 
 
 def frobenius(W: Tensor, chunk: int = 1 << 22) -> float:
-    """‖W‖_F accumulated in float64 without a float64 copy of W (W₁ is 5 GB in float32 at d = 10^7, h = 128;
-    ``W.double()`` would add 10 GB): row blocks of about ``chunk`` elements are squared and summed in float64."""
+    """‖W‖_F accumulated in float64 without a float64 copy of W (``model.float64_sums``); float64 W: its own norm."""
     if W.dtype == torch.float64:
         return float(W.norm())
-    rows = max(1, chunk // max(1, W.shape[-1]))
-    return math.sqrt(sum(float(W[i : i + rows].double().square().sum()) for i in range(0, W.shape[0], rows)))
+    return math.sqrt(float64_sums(W, chunk)[1])
 
 
 def trial_loss(
