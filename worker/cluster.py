@@ -90,6 +90,10 @@ def connect(ray_address: str | None = None, *, min_cpus: int = 1) -> bool:
             raise RayConnectError(f"cannot connect to Ray at {address}: {e}") from e
         return False
     ray.init(
+        # "local": a new in-process Ray even when `ray start` left a cluster on this machine — without it ray.init()
+        # attaches to /tmp/ray/ray_current_cluster, and then refuses num_cpus (seen: a test suite's service attached
+        # to another suite's two-node rehearsal cluster and its dispatcher failed to start)
+        address="local",
         num_cpus=max(os.cpu_count() or 1, min_cpus),
         include_dashboard=False,
         log_to_driver=False,
