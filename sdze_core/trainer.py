@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import resource
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -105,17 +106,35 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- checkpoints
     def _save(self) -> None:
+        """The state and run_state.json are written into ``checkpoint.next`` and swapped in by two renames, so a
+        kill at any instant leaves one complete checkpoint (state and run state of the same step) on disk."""
         t0 = time.perf_counter()
-        self.ex.save_checkpoint(self.ckpt_dir)
+        nxt, old = self._sibling("next"), self._sibling("old")
+        if nxt.exists():
+            shutil.rmtree(nxt)
+        self.ex.save_checkpoint(nxt)
         st = asdict(self.state)
-        write_json(self.ckpt_dir / "run_state.json", {**st, "best": self.best, "last_eval": self.last_eval})
+        write_json(nxt / "run_state.json", {**st, "best": self.best, "last_eval": self.last_eval})
+        if old.exists():
+            shutil.rmtree(old)
+        if self.ckpt_dir.exists():
+            self.ckpt_dir.rename(old)
+        nxt.rename(self.ckpt_dir)
+        shutil.rmtree(old, ignore_errors=True)
         self.state.eval_s += time.perf_counter() - t0
 
+    def _sibling(self, tag: str) -> Path:
+        return self.ckpt_dir.with_name(f"{self.ckpt_dir.name}.{tag}")
+
     def _resume(self) -> bool:
-        f = self.ckpt_dir / "run_state.json"
-        if not f.exists():
+        # a kill between _save's two renames leaves the previous checkpoint complete in checkpoint.old
+        for ckpt in (self.ckpt_dir, self._sibling("old")):
+            if (ckpt / "run_state.json").exists():
+                break
+        else:
             return False
-        self.ex.load_checkpoint(self.ckpt_dir)
+        f = ckpt / "run_state.json"
+        self.ex.load_checkpoint(ckpt)
         st = json.loads(f.read_text())
         self.best = st.pop("best", {}) or {}
         bf = self.best_dir / "best.json"  # the best state on disk may be newer than the run checkpoint
