@@ -207,3 +207,26 @@ def test_counters_are_the_runs_not_the_exported_best_states(tmp_path):
     m = Trainer(spec.to_config(), tmp_path).run()
     assert m["counters"]["gn_worker_steps"] == m["steps_done"] == 40
     assert json.loads((tmp_path / "metrics.json").read_text())["counters"] == m["counters"]
+
+
+def test_kill_between_the_checkpoint_renames_resumes_from_the_previous_checkpoint(tmp_path):
+    """A kill after checkpoint → checkpoint.old but before checkpoint.next → checkpoint leaves only the previous
+    checkpoint, complete (state and run_state.json of one step): the resumed run continues from it and ends equal
+    to an uninterrupted run."""
+    spec = tiny_spec(method="sdgd_adam", steps=30, checkpoint_every=10, eval={"test_points": 100, "every": 10})
+    full = Trainer(spec.to_config(), tmp_path / "full").run()
+    calls = {"n": 0}
+
+    def stop_after_20() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 20
+
+    Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after_20).run()
+    ckpt = tmp_path / "part" / "checkpoint"
+    ckpt.rename(ckpt.with_name("checkpoint.old"))  # the state a kill between the two renames leaves
+    events = []
+    resumed = Trainer(spec.to_config(), tmp_path / "part", progress=events.append).run()
+    assert resumed["steps_done"] == 30 and resumed["status"] == "succeeded"
+    assert resumed["rel_l2"] == full["rel_l2"]
+    steps = [e.step for e in events if e.event == "step"]
+    assert steps and min(steps) > 20, "restarted from scratch instead of resuming from checkpoint.old"
