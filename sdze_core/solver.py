@@ -254,7 +254,8 @@ def write_samples(solver: Solver, path: Path, max_floats: int = 20_000_000, head
     for x in ts.chunks(torch.float64, solver.device):
         x = x[: n - got]
         got += x.shape[0]
-        (xs if full else xh).append((x if full else x[:, :head]).cpu().numpy())
+        # a copy: a view's numpy array would keep the whole chunk alive (at d = 10^7 a chunk is one 80 MB row)
+        (xs if full else xh).append((x if full else x[:, :head]).cpu().numpy().copy())
         rs.append(x.norm(dim=1).cpu().numpy())
         up.append(solver.predict(x).double().cpu().numpy())
         has_exact = getattr(solver.problem, "has_exact", True)  # user PDEs may have no u*: NaN then

@@ -53,8 +53,9 @@ def write_samples(solver, path: Path, max_floats: int = 20_000_000, head: int = 
         xt = xt[: n - got]
         got += xt.shape[0]
         x, t = xt[:, : p.dim], xt[:, p.dim]
-        cols["x" if full else "x_head"].append((x if full else x[:, :head]).cpu().numpy())
-        cols["t"].append(t.cpu().numpy())
+        # copies: a view's numpy array would keep the whole chunk alive (at d = 10^7 a chunk is one 80 MB row)
+        cols["x" if full else "x_head"].append((x if full else x[:, :head]).cpu().numpy().copy())
+        cols["t"].append(t.cpu().numpy().copy())
         cols["r"].append(x.norm(dim=1).cpu().numpy())
         cols["u_pred"].append(solver.predict(xt).double().cpu().numpy())
         cols["g"].append(p.terminal.value(x).cpu().numpy())
