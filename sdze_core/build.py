@@ -136,6 +136,14 @@ def zo_conflicts(zo: ZOConfig) -> list[Conflict]:
                     "set w1_probes 'random' to probe W₁ randomly",
                 )
             )
+    if zo.gn_holdout and (zo.update != "gn" or zo.gn_backtracks == 0):
+        out.append(
+            Conflict(
+                ("gn_holdout", "update" if zo.update != "gn" else "gn_backtracks"),
+                "gn_holdout judges each Gauss–Newton trial step on a held-out batch: it needs update 'gn' and "
+                f"gn_backtracks ≥ 1 (update is {zo.update!r}, gn_backtracks {zo.gn_backtracks})",
+            )
+        )
     two_point_sgd = zo.update == "sgd" and zo.gradient == "two_point" and zo.perturbation == "subspace"
     if not zo.crns and two_point_sgd and zo.w1_basis == "data":
         out.append(

@@ -114,6 +114,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("gn_backtracks", int, "update gn: retries with λ ×10 while a step raises the batch's CRN loss", ge=0, le=20),
     Knob("gn_trust", float, "update gn: trust region τ, each worker's step of W₁ and of every hidden layer is at "
          "most τ·max(‖W‖_F, 1) (0: off)", ge=0, le=100),
+    Knob("gn_holdout", bool, "update gn: a step must also lower the CRN loss of a second, held-out batch of the same "
+         "size (else retried with λ ×10, as a backtrack): the per-batch fit may not over-fit its batch"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}

@@ -79,6 +79,23 @@ class DataBasis:
         VtX = (T.t() @ G).to(x.dtype)  # (m', m): Vᵀ applied to every column of X
         return DataBasis(T.to(x.dtype), VtX[:, :N].t().contiguous(), VtX[:, N:].t().contiguous())
 
+    def at(self, basis_x: Tensor, basis_dirs: Directions, x: Tensor, dirs: Directions) -> DataBasis:
+        """The same V (built from ``basis_x``, ``basis_dirs``) with the coordinates of other points x (N', d) and
+        directions (S', d): xv = Vᵀx = [x Xᵀ | x·v] T, dv likewise; O(N'·N·d) (the held-out batch of gn_holdout)."""
+        xd = torch.cat([gram64(x, basis_x), basis_dirs.dot(x).double()], 1)  # (N', N + S)
+        if dirs.idx is not None:  # directions · basis points, directions · basis directions
+            dx = basis_x.index_select(1, dirs.idx).t().double()
+            if basis_dirs.idx is not None:
+                dd = (dirs.idx.unsqueeze(1) == basis_dirs.idx.unsqueeze(0)).double()
+            else:
+                dd = basis_dirs.vecs.index_select(1, dirs.idx).t().double()
+        else:
+            dx = gram64(dirs.vecs.to(x.dtype), basis_x)
+            dd = basis_dirs.dot(dirs.vecs.to(x.dtype)).double()
+        dvd = torch.cat([dx, dd], 1)  # (S', N + S)
+        T = self.T.double()
+        return DataBasis(self.T, (xd @ T).to(x.dtype), (dvd @ T).to(x.dtype))
+
     def fold(self, W: Tensor, A: Tensor, x: Tensor, dirs: Directions) -> None:
         """W += A Vᵀ in place, for A of shape (m_out, m'): W += (A Tᵀ)[:, :N] x + (A Tᵀ)[:, N:] [v]."""
         AT = A @ self.T.t()

@@ -84,6 +84,8 @@ def test_every_preset_knob_is_reachable_from_a_spec(knob):
         extra = dict(gradient="two_point")
     if (knob.name, other) == ("optimizer_state", "full"):
         extra = dict(update="sgd")
+    if (knob.name, other) == ("gn_holdout", True):
+        extra = dict(update="gn", gn_backtracks=3)
     cfg = tiny_spec(problem=PROBLEM, method=zo_method, **{knob.name: other}, **extra).to_config()
     assert getattr(cfg.solver.zo, knob.name) == other
     if knob.name in ADAM_KNOBS:

@@ -13,6 +13,7 @@ import dataclasses
 import math
 
 import pytest
+import torch
 from core_helpers import tiny_spec
 
 import sdze_core.engine.engine as engine_module
@@ -31,9 +32,11 @@ CASES = {
 }
 
 
-def learning_run(method: str) -> dict:
-    """Train ``CASES[method]``; returns the mean loss of the first and last tenth of the steps and the final aniso."""
+def learning_run(method: str, more: dict | None = None, solver_out: list | None = None) -> dict:
+    """Train ``CASES[method]`` (with ``more`` knobs); returns the mean loss of the first and last tenth of the steps
+    and the final aniso (``solver_out`` receives the Solver)."""
     extra, steps = CASES[method]
+    extra = {**extra, **(more or {})}
     cfg = tiny_spec(
         method=method,
         problem=PROBLEM,
@@ -46,6 +49,8 @@ def learning_run(method: str) -> dict:
         **extra,
     ).to_config()
     s = Solver(cfg, "cpu")
+    if solver_out is not None:
+        solver_out.append(s)
     losses = []
     try:
         for t in range(steps):
@@ -100,3 +105,18 @@ def test_a_flipped_update_sign_fails_the_learning_check(method, sabotage, monkey
     sabotage(monkeypatch)
     r = learning_run(method)
     assert not learned(r), r
+
+
+def test_gn_holdout_learns_and_judges_each_step_on_a_second_batch():
+    """gn_holdout: the default still learns; the held-out batch is a different draw than the step's own; trial
+    steps it rejects are retried more damped, and each worker's accepted λ (≥ gn_damping) is kept for the next."""
+    out: list = []
+    r = learning_run("sdze", {"gn_holdout": True}, out)
+    assert learned(r), r
+    s = out[0]
+    e = s.engine
+    assert e.counters["gn_rejected_trials"] > 0
+    assert set(e.gn_lambda) == {0} and e.gn_lambda[0] >= s.cfg.solver.zo.gn_damping
+    from sdze_core.engine.context import HOLDOUT_WORKER
+
+    assert not torch.equal(e.make_batch(7, 0).x, e.make_batch(7, HOLDOUT_WORKER).x)

@@ -96,3 +96,22 @@ def test_solver_restores_a_checkpoint_into_its_live_tensors(tmp_path, monkeypatc
         assert v.data_ptr() == ptrs[k] and torch.equal(v, saved[k])
     for k, v in s.engine.state_dict().items():
         assert torch.equal(v, engine_saved[k])
+
+
+def test_checkpoint_keeps_each_workers_gn_holdout_damping(tmp_path):
+    """gn_holdout's per-worker λ (the next step starts from it ÷ 3) is engine state: saved and restored."""
+    from sdze_core.solver import Solver
+    from sdze_core.spec import JobSpec
+
+    spec = {
+        "problem": {"name": "poisson_two_body", "dim": 6},
+        "solver": {"steps": 2, "batch_size": 8, "gn_holdout": True},
+    }
+    s = Solver(JobSpec.model_validate(spec).to_config())
+    s.local_step(0)
+    s.engine.gn_lambda = {0: 3.7, 2: 0.25}
+    s.save_checkpoint(tmp_path / "ck")
+    fresh = Solver(JobSpec.model_validate(spec).to_config())
+    assert fresh.engine.gn_lambda == {}
+    fresh.load_checkpoint(tmp_path / "ck")
+    assert fresh.engine.gn_lambda == {0: 3.7, 2: 0.25}

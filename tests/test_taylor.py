@@ -213,3 +213,26 @@ def test_exact_w1_jacobian_columns_equal_autograd(name):
         z0 = dataclasses.replace(z, S=(torch.zeros(U.shape[1], db.rank, dtype=F64), *z.S[1:]))
         _, jvp = torch.func.jvp(lambda eps, z0=z0: _res(e, ctx, z0, eps), (0 * one,), (one,))
         torch.testing.assert_close(op[2 * p + k].sum(-1) + val[2 * p + k], jvp, rtol=1e-10, atol=1e-8)
+
+
+def test_data_basis_at_gives_other_points_coordinates_in_the_same_basis():
+    """gn_holdout's held-out batch: ``DataBasis.at`` = Vᵀx and Vᵀv for points and directions V was not built from
+    (coordinates and dense directions), and reproduces the basis's own xv / dv."""
+    from sdze_core.estimators import sample_directions
+
+    gen = torch.Generator().manual_seed(3)
+    d = 200
+    x, xo = torch.randn(12, d, generator=gen, dtype=F64), torch.randn(7, d, generator=gen, dtype=F64)
+    for kind in ("sdgd", "hte"):
+        dirs = sample_directions(kind, d, 5, 2, gen, F64)
+        other = sample_directions(kind, d, 4, 2, gen, F64)
+        dense = lambda D: torch.eye(d, dtype=F64)[D.idx] if D.idx is not None else D.vecs  # noqa: E731
+        db = DataBasis.build(x, dirs)
+        V = torch.cat([x, dense(dirs)], 0).T @ db.T  # d × m'
+        own = db.at(x, dirs, x, dirs)
+        torch.testing.assert_close(own.xv, db.xv)
+        torch.testing.assert_close(own.dv, db.dv)
+        at = db.at(x, dirs, xo, other)
+        torch.testing.assert_close(at.xv, xo @ V)
+        torch.testing.assert_close(at.dv, dense(other) @ V)
+        assert at.T is db.T

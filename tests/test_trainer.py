@@ -60,6 +60,7 @@ def test_run_writes_every_artifact_and_metric(tmp_path, method):
     [
         ("sdze", {}),
         ("sdze", {"w1_probes": "jacobian", "gn_backtracks": 3}),
+        ("sdze", {"gn_holdout": True}),  # its per-worker damping is engine state
         ("sdze_published", {}),
         ("sdze_published", {"optimizer_state": "full"}),
         ("sdgd_adam", {}),

@@ -78,3 +78,19 @@ def build_context(
         V = layers[0].V
         return StepContext(batch, first_layer, basis, batch.x @ V, batch.dirs.project(V.t()))
     return StepContext(batch, first_layer, basis)
+
+
+HOLDOUT_WORKER = 1 << 20  # worker w's held-out batch of step t is the batch source's (t, HOLDOUT_WORKER + w)
+
+
+def holdout_context(
+    model: MLP, layers: list[SubspaceLayer], data: StepData, train: StepContext, step: int, worker: int
+) -> StepContext:
+    """Worker w's held-out CRN batch of step t (knob gn_holdout) in the training batch's first-layer basis, so a
+    step's W₁ coefficients (in that basis) apply to its points: xv = Vᵀx of the held-out points (``DataBasis.at``)."""
+    batch = data.batch(step, HOLDOUT_WORKER + worker)
+    if train.data_basis is None:
+        return build_context(model, layers, data, batch)
+    tb = train.batch
+    basis = train.data_basis.at(tb.x, tb.dirs, batch.x, batch.dirs)
+    return StepContext(batch, FirstLayer.compute(model.W[0], model.b[0], batch.x, batch.dirs), basis)

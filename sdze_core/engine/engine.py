@@ -83,6 +83,7 @@ class SDZEEngine:
         if found:
             raise ConfigConflict(found)
         self.batches = batch_source(self.problem, self.solver, self.job_seed, self.dtype, self.device)
+        self.gn_lambda: dict[int, float] = {}  # gn_holdout: each worker's last accepted LM damping
         self.batches.first_layer = lambda: (self.fold(), self.model.W[0])[1]  # estimator zspace: W₁ with pending C
         self.step_data = StepData(self.batches)
         self.tangent_buffers = TangentBuffers()  # the forward-mode dual pass's reused channel-sized outputs
@@ -196,6 +197,8 @@ class SDZEEngine:
                 sd[f"layer{l}.V"] = lay.V
         for l, M in enumerate(self.full_mom):
             sd[f"full_mom{l}"] = M
+        if self.gn_lambda:  # gn_holdout: (worker, λ) rows of the workers this replica solved for
+            sd["gn_lambda"] = torch.tensor(sorted(self.gn_lambda.items()), dtype=torch.float64)
         return sd
 
     def load_state_dict(self, sd: dict[str, Tensor]) -> None:
@@ -217,3 +220,5 @@ class SDZEEngine:
             )
             l += 1
         self.full_mom = [sd[f"full_mom{l}"].clone() for l in range(len(self.model.W)) if f"full_mom{l}" in sd]
+        lam = sd.get("gn_lambda")
+        self.gn_lambda = {} if lam is None else {int(w): float(v) for w, v in lam.tolist()}

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..levenberg import levenberg_marquardt
 from ..model import float64_sums
-from .context import StepContext
+from .context import StepContext, holdout_context
 from .perturbation import Offset, Perturbation
 from .perturbed_forward import perturbed_residual
 from .probes_forward import last_layer_jacobian, residual_dual, w1_jacobian_columns
@@ -113,6 +113,8 @@ def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepCont
     n1 = h1 + (1 if p else 0)
     eta = engine.schedule(step)
     lam = cfg.gn_damping
+    if cfg.gn_holdout:  # Marquardt's rule across steps: start from the last accepted damping ÷ 3, never below λ₀
+        lam = max(lam, engine.gn_lambda.get(worker, lam) / 3.0)
 
     region = TrustRegion.of(engine, zs, eta, cfg.gn_trust)
     free = free_bias(P, h1, cfg.gn_free_bias)
@@ -121,15 +123,26 @@ def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepCont
         last, w1, ap = region.bound(a[:h1], (a[h1] * d1).reshape(p, -1) if p else None, a[n1:])
         return last.to(engine.dtype), w1.to(engine.dtype) if w1 is not None else None, ap
 
-    rejected = 0
+    held = holdout_context(engine.model, engine.layers, engine.step_data, ctx, step, worker) if cfg.gn_holdout else None
+    held0 = float(perturbed_residual(engine, held, None)[0].double().square().mean()) if held is not None else 0.0
+
+    def descends(parts) -> bool:  # on the batch, and (gn_holdout) on the held-out batch: no over-fit steps
+        if trial_loss(engine, ctx, zs, *parts, eta) >= loss0:
+            return False
+        return held is None or trial_loss(engine, held, zs, *parts, eta) < held0
+
+    rejected, lam0 = 0, lam
     for _ in range(cfg.gn_backtracks + 1):
         parts = split(levenberg_marquardt(P, R, lam, free))
-        if cfg.gn_backtracks == 0 or trial_loss(engine, ctx, zs, *parts, eta) < loss0:
+        if cfg.gn_backtracks == 0 or descends(parts):
             break
         rejected += 1
         lam *= 10.0  # Levenberg–Marquardt: a step that raises the CRN loss is retried more damped
     else:
         parts = split(P.new_zeros(P.shape[1]))  # no damping gave descent: skip this batch (counted by apply)
+        lam = lam0
+    if cfg.gn_holdout:
+        engine.gn_lambda[worker] = lam
     last, w1, ap = parts
     probes = [(k, float(ap[k])) for k in range(cfg.q)]
     return WorkerReport(worker, probes, loss0, last=last, w1=w1, rejected_trials=rejected)
