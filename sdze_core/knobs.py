@@ -116,6 +116,8 @@ KNOBS: tuple[Knob, ...] = (
          "most τ·max(‖W‖_F, 1) (0: off)", ge=0, le=100),
     Knob("gn_holdout", bool, "update gn: a step must also lower the CRN loss of a second, held-out batch of the same "
          "size (else retried with λ ×10, as a backtrack): the per-batch fit may not over-fit its batch"),
+    Knob("gn_w1_time_only", bool, "update gn, exact W₁, time-dependent problems: the exact step moves W₁'s time "
+         "column only (its x-part through the probes): fitted in the x-span it did not generalize at d ≫ N"),
 )  # fmt: skip
 
 BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}

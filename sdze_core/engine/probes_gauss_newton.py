@@ -3,7 +3,8 @@
 Columns P = [∂R/∂(w, b) | (J₁d₁) | J Z_1 … J Z_q] of the residual's Jacobian on this worker's batch:
 - the output layer's h+1 columns, exact (``probes_forward.last_layer_jacobian``);
 - with w1_probes "jacobian", one column for W₁: its exact Jacobian J₁ in the batch's data basis reduced to its own
-  damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R (the NLMS direction in the data span);
+  damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R (the NLMS direction in the data span); on a time-dependent
+  problem (gn_w1_time_only) the least-squares step of W₁'s time column alone (``time_coefficients``);
 - the hidden probes' columns J Z_k, by forward-mode tangents or by CRN two-point differences of the residuals.
 Then a = −(PᵀP + λ diag(PᵀP) + μI)⁻¹ PᵀR (``levenberg.levenberg_marquardt``), retried with λ ×10 while the step
 raises the batch's CRN loss (gn_backtracks); if no damping gives descent, the worker's step is zero.
@@ -23,6 +24,7 @@ from torch import Tensor
 
 from ..levenberg import levenberg_marquardt
 from ..model import float64_sums
+from ..parabolic.problems import ParabolicProblem
 from .context import StepContext, holdout_context
 from .perturbation import Offset, Perturbation
 from .perturbed_forward import perturbed_residual
@@ -44,14 +46,21 @@ def jacobian_columns(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation
         R0, phi, u, (op, val) = residual_dual(engine, ctx, zs, w1_U=U1)
         Rd = op[2 * p :].sum(-1) + val[2 * p :]
         J1 = w1_jacobian_columns(op, val, ctx.data_basis, p).double()
-        # one LM column for W₁: its own damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R; the joint solve then
-        # sets its length beside the output layer and the hidden probes
-        gram = J1 @ J1.t()  # (N, N)
-        ridge = cfg.gn_damping * float(torch.diagonal(gram).mean()) + 1e-30
-        eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-        y = torch.linalg.solve(gram + ridge * eye, R0.double())
-        d1 = -(J1.t() @ y)
-        cols = [last_layer_jacobian(problem, ctx.batch, phi, u), (-(gram @ y)).unsqueeze(1).to(Rd.dtype), Rd.t()]
+        time_only = time_coefficients(engine, ctx, p)
+        if time_only is not None:  # time-dependent problem: the exact step moves W₁'s time column only
+            Jt = J1 @ time_only  # (N, p)
+            d1 = time_only @ -(torch.linalg.pinv(Jt) @ R0.double())
+            w1_col = J1 @ d1
+        else:
+            # one LM column for W₁: its own damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R; the joint solve
+            # then sets its length beside the output layer and the hidden probes
+            gram = J1 @ J1.t()  # (N, N)
+            ridge = cfg.gn_damping * float(torch.diagonal(gram).mean()) + 1e-30
+            eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+            y = torch.linalg.solve(gram + ridge * eye, R0.double())
+            d1 = -(J1.t() @ y)
+            w1_col = -(gram @ y)
+        cols = [last_layer_jacobian(problem, ctx.batch, phi, u), w1_col.unsqueeze(1).to(Rd.dtype), Rd.t()]
     elif cfg.gradient == "forward":
         R0, phi, u, Rd = residual_dual(engine, ctx, zs)
         cols = [last_layer_jacobian(problem, ctx.batch, phi, u), Rd.t()]
@@ -63,6 +72,28 @@ def jacobian_columns(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation
             minus = perturbed_residual(engine, ctx, z.offset(-cfg.eps, output_layer=False))[0]
             cols.append(((plus - minus) / (2 * cfg.eps)).unsqueeze(1))
     return torch.cat(cols, 1).double(), R0.double(), d1, p
+
+
+def time_coefficients(engine: SDZEEngine, ctx: StepContext, p: int) -> Tensor | None:
+    """The exact W₁ step's coefficients along W₁'s time column, (p·m', p) orthonormal, on a time-dependent problem
+    with gn_w1_time_only; else None. e_t is the batch's last direction (``joint_directions``), so its basis
+    coordinates are the data basis's last ``dv`` row a (m'); output row k's are e_k ⊗ a. The step is then
+    d₁ = −A (J₁A)⁺R (least squares in those p coefficients); W₁'s x-part moves through the hidden probes only.
+
+    Why: with all of W₁ the minimum-norm step pays ‖ΔW₁‖_F, and a unit of ΔW₁ along e_t moves a pre-activation by
+    t ≤ T while one along the batch's x-span moves it by |x| ≈ √(2νdt) (≈ 17 at d = 10³): the step fitted the
+    solution's t-trend through batch-specific x-directions, which do not generalize at d ≫ N (semilinear heat stayed
+    at its terminal null, 0.87 at d = 100). Time column only: 0.006 at d = 100 and 0.015 at d = 10³ after
+    200/300 steps, HJB d = 100 unchanged (docs/time-dependent.md, session 5)."""
+    if not engine.cfg.gn_w1_time_only or not isinstance(engine.problem, ParabolicProblem) or ctx.data_basis is None:
+        return None
+    a = ctx.data_basis.dv[-1].double()
+    a = a / a.norm()
+    m = a.shape[0]
+    A = torch.zeros(p * m, p, dtype=torch.float64, device=a.device)
+    for k in range(p):
+        A[k * m : (k + 1) * m, k] = a
+    return A
 
 
 def free_bias(P: Tensor, h1: int, threshold: float) -> Tensor | None:

@@ -1,0 +1,92 @@
+"""Why `sdze` fails on semilinear_heat (issue 14): short runs of the Gauss–Newton knobs side by side.
+
+    OMP_NUM_THREADS=1 python benchmarks/heat_sdze_sweep.py --dim 100 --steps 300 --out docs/heat_sdze_sweep_d100.json
+    OMP_NUM_THREADS=1 python benchmarks/heat_sdze_sweep.py --dim 1000 --steps 400 --out docs/heat_sdze_sweep_d1000.json
+
+Each row trains the catalogue problem from its plain spec plus one set of knobs (``ROWS``) in this process, one
+torch thread, and records the reference-point error |u(0,0) − u*|/u* and the held-out residual every 100 steps, the
+seconds, the Gauss–Newton counters and the load average. The JSON is rewritten after every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sdze_core.solver import Solver  # noqa: E402
+from sdze_core.spec import JobSpec  # noqa: E402
+
+ROWS = [
+    ("sdgd_adam", {}),
+    ("sdze", {}),
+    ("sdze", {"gn_damping": 1.0}),
+    ("sdze", {"gn_damping": 10.0}),
+    ("sdze", {"gn_holdout": True}),
+    ("sdze", {"gn_holdout": True, "gn_damping": 1.0}),
+    ("sdze", {"samples": 64}),
+    ("sdze", {"estimator": "hte"}),
+    ("sdze", {"w1_rank_out": 8}),
+]
+
+
+def run(dim: int, steps: int, method: str, knobs: dict, every: int = 100) -> dict:
+    spec = {
+        "problem": {"name": "semilinear_heat", "dim": dim},
+        "solver": {"method": method, "steps": steps, **knobs},
+        "eval": {"test_points": 200, "every": every},
+    }
+    s = Solver(JobSpec.model_validate(spec).to_config())
+    load0, t0, evals = os.getloadavg()[0], time.perf_counter(), []
+    for t in range(steps):
+        s.local_step(t)
+        if (t + 1) % every == 0:
+            ev = s.evaluate_test()
+            evals.append(
+                {
+                    "step": t + 1,
+                    "s": round(time.perf_counter() - t0, 1),
+                    "ref_rel_error": ev.get("ref_rel_error"),
+                    "val_residual": ev.get("val_residual"),
+                }
+            )
+            print(method, knobs, evals[-1], flush=True)
+    counters = dict(s.engine.counters) if hasattr(s.engine, "counters") else {}
+    return {
+        "method": method,
+        "knobs": knobs,
+        "spec": spec,
+        "evals": evals,
+        "counters": counters,
+        "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dim", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    out = {
+        "command": "OMP_NUM_THREADS=1 python benchmarks/heat_sdze_sweep.py " + " ".join(sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "threads": 1,
+        "rows": [],
+    }
+    for method, knobs in ROWS:
+        out["rows"].append(run(args.dim, args.steps, method, knobs))
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
