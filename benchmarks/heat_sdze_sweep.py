@@ -25,16 +25,14 @@ sys.path.insert(0, str(ROOT))
 from sdze_core.solver import Solver  # noqa: E402
 from sdze_core.spec import JobSpec  # noqa: E402
 
-ROWS = [
+ROWS = [  # the default (W₁'s time column only), the previous exact W₁ step over all of W₁, and knobs tried on it
     ("sdgd_adam", {}),
     ("sdze", {}),
-    ("sdze", {"gn_damping": 1.0}),
-    ("sdze", {"gn_damping": 10.0}),
-    ("sdze", {"gn_holdout": True}),
-    ("sdze", {"gn_holdout": True, "gn_damping": 1.0}),
-    ("sdze", {"samples": 64}),
-    ("sdze", {"estimator": "hte"}),
-    ("sdze", {"w1_rank_out": 8}),
+    ("sdze", {"gn_w1_time_only": False}),
+    ("sdze", {"gn_w1_time_only": False, "gn_damping": 1.0}),
+    ("sdze", {"gn_w1_time_only": False, "gn_holdout": True}),
+    ("sdze", {"gn_w1_time_only": False, "samples": 64}),
+    ("sdze", {"gn_w1_time_only": False, "estimator": "hte"}),
 ]
 
 
