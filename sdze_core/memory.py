@@ -11,7 +11,8 @@ d = problem.dim, h = model.width, L = model.depth, N = solver.batch_size:
              (``optimizer_state="full"``) or MeZO's dense perturbation (``perturbation="full"``); else the r×r
              subspace state, which does not grow with d and is left out;
 - step:      the batch, N·d·s, twice with more than one worker (a replica rebuilds another worker's batch to
-             align its basis), plus S·d·s for dense spatial directions (estimators hte, gauss); and f(x) in
+             align its basis), once more with gn_holdout (its held-out batch), plus S·d·s for dense spatial
+             directions (estimators hte, gauss; twice with gn_holdout); and f(x) in
              float64 blocks of at most 2^22 numbers (``residual.source_chunked``), 3 blocks alive (the Gauss–Newton
              trust region's ‖W₁‖_F is summed over row blocks of the same size, ``probes_gauss_newton.frobenius``);
 - evaluation: a test chunk of rows = min(eval.chunk, test_points, 2^22/d) points (``sampling.TestSet.rows``)
@@ -89,7 +90,9 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     else:
         opt = 0
     dense_dirs = cfg.solver.estimator in ("hte", "gauss")
-    batch = N * d * s * (2 if cfg.workers > 1 else 1) + (cfg.solver.samples * d * s if dense_dirs else 0)
+    holdout = cfg.solver.method not in FIRST_ORDER and zo.gn_holdout  # a second, held-out batch per step
+    batches = (2 if cfg.workers > 1 else 1) + (1 if holdout else 0)
+    batch = N * d * s * batches + (cfg.solver.samples * d * s * (2 if holdout else 1) if dense_dirs else 0)
     rows = max(1, min(cfg.eval.chunk, cfg.eval.test_points, BLOCK_FLOATS // d))
     n_samples = min(cfg.eval.sample_points, cfg.eval.test_points)
     sample_floats = n_samples * d if n_samples * d <= SAMPLES_MAX_FLOATS else n_samples * (SAMPLES_HEAD + 1)

@@ -83,8 +83,8 @@ def time_coefficients(engine: SDZEEngine, ctx: StepContext, p: int) -> Tensor | 
     Why: with all of W₁ the minimum-norm step pays ‖ΔW₁‖_F, and a unit of ΔW₁ along e_t moves a pre-activation by
     t ≤ T while one along the batch's x-span moves it by |x| ≈ √(2νdt) (≈ 17 at d = 10³): the step fitted the
     solution's t-trend through batch-specific x-directions, which do not generalize at d ≫ N (semilinear heat stayed
-    at its terminal null, 0.87 at d = 100). Time column only: 0.006 at d = 100 and 0.015 at d = 10³ after
-    200/300 steps, HJB d = 100 unchanged (docs/time-dependent.md, session 5)."""
+    at its terminal null, 0.87 at d = 100 after 300 steps). Time column only: 0.0057 there, and 1.4e-2 / 1.1e-2
+    at d = 10³ / 10⁴ after 10 minutes; HJB d = 100 unchanged (docs/time-dependent.md, session 5)."""
     if not engine.cfg.gn_w1_time_only or not isinstance(engine.problem, ParabolicProblem) or ctx.data_basis is None:
         return None
     a = ctx.data_basis.dv[-1].double()
