@@ -58,6 +58,7 @@ class ZOConfig:
     gn_trust: float
     gn_holdout: bool
     gn_w1_time_only: bool
+    constant_start: bool
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
         lr=0.5, lr_last_mult=3.0, lr_final_frac=0.1, momentum=0.9, optimizer_state="subspace",
         rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_free_bias=0.98, gn_backtracks=6, gn_trust=1.0,
-        gn_holdout=False, gn_w1_time_only=True,
+        gn_holdout=False, gn_w1_time_only=True, constant_start=True,
     ),
     "sdze_published": ZOConfig(
         update="sgd", q=8, eps=1e-3, gradient="two_point", crns=True, perturbation="subspace",
@@ -87,7 +88,7 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         refresh_every=10, refresh_growth=1.1, refresh_max=200, perturb_hidden_bias=False,
         lr=3e-2, lr_last_mult=3.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
         rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_free_bias=2.0, gn_backtracks=0, gn_trust=0.0,
-        gn_holdout=False, gn_w1_time_only=False,
+        gn_holdout=False, gn_w1_time_only=False, constant_start=False,
     ),
     "sdze_no_crns": ZOConfig(
         update="sgd", q=8, eps=1e-3, gradient="two_point", crns=False, perturbation="subspace",
@@ -95,7 +96,7 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
         lr=3e-2, lr_last_mult=3.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
         rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_free_bias=2.0, gn_backtracks=0, gn_trust=0.0,
-        gn_holdout=False, gn_w1_time_only=False,
+        gn_holdout=False, gn_w1_time_only=False, constant_start=False,
     ),
     "zo_full": ZOConfig(
         update="sgd", q=8, eps=1e-3, gradient="two_point", crns=True, perturbation="full",
@@ -103,7 +104,7 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
         lr=1e-3, lr_last_mult=1.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
         rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_free_bias=2.0, gn_backtracks=0, gn_trust=0.0,
-        gn_holdout=False, gn_w1_time_only=False,
+        gn_holdout=False, gn_w1_time_only=False, constant_start=False,
     ),
     "sdgd_adam": AdamConfig(lr=1e-3, lr_final_frac=0.0),
     "hte_adam": AdamConfig(lr=1e-3, lr_final_frac=0.0),

@@ -19,20 +19,22 @@ from torch import Tensor
 
 from .baselines import AdamEngine
 from .config import FIRST_ORDER_METHODS, RunConfig
+from .constant_start import fit_output_bias
 from .engine import SDZEEngine, WorkerReport
 from .evaluation import evaluate
 from .model import MLP
 from .parabolic import solving as parabolic
 from .parabolic.evaluation import compose
 from .parabolic.problems import PARABOLIC_CATALOGUE, ParabolicProblem, make_parabolic_problem
-from .pde.metrics import user_pde_metrics
+from .parabolic.validation import validation_residual as parabolic_validation_residual
+from .pde.metrics import effective_mlp, residual_metrics, user_pde_metrics
 from .problems import Problem, make_problem
 from .problems import build_problem as build_user_or_named
 from .sampling import TestSet
 from .schedule import LinearDecay
 from .seeds import derive
 from .state_io import load_into
-from .validation import validation_residual
+from .validation import validation_points, validation_residual
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -50,6 +52,7 @@ class Executor(Protocol):
     def evaluate(self) -> dict[str, float]: ...
     def set_horizon(self, horizon: int) -> None: ...
     def save_checkpoint(self, path: Path) -> None: ...
+    def start(self) -> dict: ...
     def load_checkpoint(self, path: Path) -> None: ...
     def export(self, out_dir: Path) -> dict: ...
     def close(self) -> None: ...
@@ -117,6 +120,29 @@ class Solver:
         if self.zeroth_order:
             return self.apply_probes(t, [self.probe(t, 0)])
         return self.engine.step(t)
+
+    def start(self) -> dict:
+        """What a fresh run does before its first step (never on resume): the constant start where the method's
+        ``constant_start`` knob asks for it (``constant_start``). Returns its record for metrics.json, or {}."""
+        if not (self.zeroth_order and self.cfg.solver.zo.constant_start):
+            return {}
+        seed = derive(self.cfg.seed, "constant_start", self.cfg.problem.seed)
+        low = self.engine.lowrank_terms(None)
+        p, m, kw = self.problem, self.model, {"dtype": self.dtype, "device": self.device}
+        if self.parabolic:
+
+            def rms() -> float:
+                return parabolic_validation_residual(p, m, low, seed, **kw)["val_residual"]
+        elif self.cfg.problem.pde is not None:  # a user PDE: the residual metric its evaluation reports
+
+            def rms() -> float:
+                return residual_metrics(p, effective_mlp(m, low), 64, seed, boundary_points=1, **kw)["residual_rms"]
+        else:
+
+            def rms() -> float:
+                return validation_residual(p, m, low, seed, min(64, validation_points(p.dim)), **kw)["val_residual"]
+
+        return fit_output_bias(m, lambda: rms() ** 2).as_dict()
 
     # -- evaluation and export ------------------------------------------------------------------------
     @torch.no_grad()
@@ -290,6 +316,9 @@ class LocalExecutor:
 
     def save_checkpoint(self, path: Path) -> None:
         self.solver.save_checkpoint(path)
+
+    def start(self) -> dict:
+        return self.solver.start()
 
     def load_checkpoint(self, path: Path) -> None:
         self.solver.load_checkpoint(path)

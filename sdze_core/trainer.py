@@ -68,6 +68,7 @@ class RunState:
     step_times: list[float] = field(default_factory=list)
     comm_bytes: list[int] = field(default_factory=list)
     loss_floor: float | None = None  # lowest running median of the training loss (the rise guard's reference)
+    constant_start: dict = field(default_factory=dict)  # the fresh run's constant start (``constant_start``), if any
 
 
 def peak_rss_bytes() -> int:
@@ -215,11 +216,14 @@ class Trainer:
         last_progress = 0.0
         try:
             if not resumed and st.step == 0:
+                t0 = time.perf_counter()
+                st.constant_start = self.ex.start()  # training work: its time counts in train_s
+                st.train_s += time.perf_counter() - t0
                 self._evaluate()
                 st.history.append(
                     {
                         "step": 0,
-                        "train_s": 0.0,
+                        "train_s": round(st.train_s, 4),  # the constant start's time, if any
                         "loss": None,
                         **{k: self.last_eval.get(k) for k in EVAL_ROW_KEYS},
                     }
@@ -361,6 +365,7 @@ class Trainer:
             "allreduce_bytes_per_step": 4 * params if params else None,
             "test_points": cfg.eval.test_points,
             "final_loss": st.history[-1].get("loss") if st.history else None,
+            "constant_start": st.constant_start or None,
         }
         if aniso is not None and math.isfinite(aniso) and aniso > 1.0:
             metrics["warning"] = f"final rel L2 is above the constant null (aniso_ratio {aniso:.3g})"

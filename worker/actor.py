@@ -116,6 +116,9 @@ class ReplicaWorker:
     def save_checkpoint(self, path: str) -> None:
         self.solver.save_checkpoint(Path(path))
 
+    def start(self) -> dict:
+        return self.solver.start()
+
     def load_checkpoint(self, path: str) -> None:
         self.solver.load_checkpoint(Path(path))
 

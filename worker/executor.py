@@ -229,6 +229,13 @@ class RayExecutor:
         self.check_replicas()
         ray.get(self.actors[self.leader].save_checkpoint.remote(str(Path(path).resolve())))
 
+    def start(self) -> dict:
+        """Every replica runs the fresh run's start (deterministic in the config, so the replicas stay identical:
+        checked at once); the leader's record is returned."""
+        out = ray.get([a.start.remote() for a in self.actors])
+        self.check_replicas(force=True)
+        return out[self.leader]
+
     def load_checkpoint(self, path: Path) -> None:
         """Every actor reads the checkpoint from the shared path (no weights through the driver)."""
         self._pending = None
