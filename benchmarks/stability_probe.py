@@ -49,6 +49,9 @@ def main() -> None:
     s = Solver(cfg)
     W1 = s.model.W[0]
     rows = []
+    start = s.start()  # what the trainer does before step 1 (the constant start where the preset asks for it)
+    if start:
+        print(json.dumps({"constant_start": start}), flush=True)
     ev = s.evaluate_test()
     rows.append({"step": 0, "w1_fro2": float(W1.double().square().sum()), **ev})
     print(json.dumps(rows[-1]), flush=True)
@@ -88,6 +91,7 @@ def main() -> None:
                     "estimator": cfg.solver.estimator,
                     "command": " ".join(sys.argv),
                     "gn_trust": getattr(cfg.solver.zo, "gn_trust", None),
+                    "constant_start": start or None,
                     "rows": rows,
                 },
                 fh,
