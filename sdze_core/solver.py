@@ -217,27 +217,16 @@ class Solver:
         self.engine.load_state_dict({k[7:]: v.to(self.device) for k, v in sd.items() if k.startswith("engine.")})
 
     def save_checkpoint(self, path: Path) -> None:
-        """Atomic: written to a temporary folder, then renamed over ``path``."""
+        """Write the state into the folder ``path`` (created). Not atomic by itself: the trainer writes into a
+        fresh folder and swaps it in (``Trainer._write_swapped``)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        save_file(self.state_tensors(), str(tmp / "state.safetensors"))
-        (tmp / "schedule.json").write_text(json.dumps(self.schedule.state_dict()))
-        (tmp / "counters.json").write_text(json.dumps(self.counters()))
-        old = path.with_name(path.name + ".old")
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        if old.exists():
-            import shutil
-
-            shutil.rmtree(old)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(self.state_tensors(), str(path / "state.safetensors"))
+        (path / "schedule.json").write_text(json.dumps(self.schedule.state_dict()))
+        (path / "counters.json").write_text(json.dumps(self.counters()))
 
     def load_checkpoint(self, path: Path) -> None:
         path = Path(path)
-        old = path.with_name(path.name + ".old")
-        if not (path / "state.safetensors").exists() and (old / "state.safetensors").exists():
-            path = old  # a crash between save_checkpoint's two renames: the previous checkpoint is complete
         # the model's tensors are read in place (``state_io``: no second copy of W₁), the engine's loaded whole
         model = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         rest = load_into(path / "state.safetensors", model)

@@ -71,6 +71,19 @@ class RunState:
     constant_start: dict = field(default_factory=dict)  # the fresh run's constant start (``constant_start``), if any
 
 
+def _sibling(folder: Path, tag: str) -> Path:
+    return folder.with_name(f"{folder.name}.{tag}")
+
+
+def _complete(folder: Path, marker: str) -> Path | None:
+    """The complete copy of a ``Trainer._write_swapped`` folder: itself, or ``folder.old`` when a kill came
+    between the two renames; None when neither holds ``marker`` (its JSON, written last into the folder)."""
+    for d in (folder, _sibling(folder, "old")):
+        if (d / marker).exists():
+            return d
+    return None
+
+
 def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
@@ -107,40 +120,39 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- checkpoints
     def _save(self) -> None:
-        """The state and run_state.json are written into ``checkpoint.next`` and swapped in by two renames, so a
-        kill at any instant leaves one complete checkpoint (state and run state of the same step) on disk."""
         t0 = time.perf_counter()
-        nxt, old = self._sibling("next"), self._sibling("old")
+        st = asdict(self.state)
+        self._write_swapped(self.ckpt_dir, {"run_state.json": {**st, "best": self.best, "last_eval": self.last_eval}})
+        self.state.eval_s += time.perf_counter() - t0
+
+    def _write_swapped(self, target: Path, files: dict[str, dict]) -> None:
+        """The executor's state and ``files`` (JSON) are written into ``target.next`` and swapped in by two renames,
+        so a kill at any instant leaves one complete folder — the state and its JSON of the same step — in
+        ``target`` or, between the renames, in ``target.old`` (``_complete``). One mechanism for the run's
+        checkpoint (with run_state.json) and the best state (with best.json)."""
+        nxt, old = _sibling(target, "next"), _sibling(target, "old")
         if nxt.exists():
             shutil.rmtree(nxt)
         self.ex.save_checkpoint(nxt)
-        st = asdict(self.state)
-        write_json(nxt / "run_state.json", {**st, "best": self.best, "last_eval": self.last_eval})
+        for name, obj in files.items():
+            write_json(nxt / name, obj)
         if old.exists():
             shutil.rmtree(old)
-        if self.ckpt_dir.exists():
-            self.ckpt_dir.rename(old)
-        nxt.rename(self.ckpt_dir)
+        if target.exists():
+            target.rename(old)
+        nxt.rename(target)
         shutil.rmtree(old, ignore_errors=True)
-        self.state.eval_s += time.perf_counter() - t0
-
-    def _sibling(self, tag: str) -> Path:
-        return self.ckpt_dir.with_name(f"{self.ckpt_dir.name}.{tag}")
 
     def _resume(self) -> bool:
-        # a kill between _save's two renames leaves the previous checkpoint complete in checkpoint.old
-        for ckpt in (self.ckpt_dir, self._sibling("old")):
-            if (ckpt / "run_state.json").exists():
-                break
-        else:
+        ckpt = _complete(self.ckpt_dir, "run_state.json")
+        if ckpt is None:
             return False
-        f = ckpt / "run_state.json"
         self.ex.load_checkpoint(ckpt)
-        st = json.loads(f.read_text())
+        st = json.loads((ckpt / "run_state.json").read_text())
         self.best = st.pop("best", {}) or {}
-        bf = self.best_dir / "best.json"  # the best state on disk may be newer than the run checkpoint
-        if bf.exists():
-            self.best = json.loads(bf.read_text())
+        best = _complete(self.best_dir, "best.json")  # the best state on disk may be newer than the run checkpoint
+        if best is not None:
+            self.best = json.loads((best / "best.json").read_text())
         self.last_eval = st.pop("last_eval", {}) or {}
         self.state = RunState(**st)
         return True
@@ -188,7 +200,6 @@ class Trainer:
         v = m.get("val_residual")
         best_v = self.best.get("val_residual", math.inf)
         if v is not None and math.isfinite(v) and v < best_v:
-            self.ex.save_checkpoint(self.best_dir)
             self.best = {
                 "val_residual": v,
                 "rel_l2": m["rel_l2"],
@@ -196,7 +207,7 @@ class Trainer:
                 "ref_rel_error": m.get("ref_rel_error"),  # terminal-value problems with a point reference
                 "step": self.state.step,
             }
-            write_json(self.best_dir / "best.json", self.best)
+            self._write_swapped(self.best_dir, {"best.json": self.best})
         self.state.eval_s += time.perf_counter() - t0
         if v is not None and (not math.isfinite(v) or v > VAL_RISE_FACTOR * best_v):
             raise Diverged(
@@ -312,9 +323,9 @@ class Trainer:
     def _export(self, status: str) -> tuple[dict, str | None]:
         """Export the best state by held-out residual (or the final one when it is the best, or none is known);
         after a divergence only a best state that was reached before it."""
-        best_saved = bool(self.best) and (self.best_dir / "best.json").exists()
-        if best_saved and self.best.get("step") != self.state.step:
-            self.ex.load_checkpoint(self.best_dir)
+        best = _complete(self.best_dir, "best.json") if self.best else None
+        if best is not None and self.best.get("step") != self.state.step:
+            self.ex.load_checkpoint(best)
             return self.ex.export(self.out_dir), "best"
         if status == "failed":
             return {}, None

@@ -231,3 +231,26 @@ def test_kill_between_the_checkpoint_renames_resumes_from_the_previous_checkpoin
     assert resumed["rel_l2"] == full["rel_l2"]
     steps = [e.step for e in events if e.event == "step"]
     assert steps and min(steps) > 20, "restarted from scratch instead of resuming from checkpoint.old"
+
+
+def test_kill_between_the_best_state_renames_keeps_the_best_state(tmp_path):
+    """The best state is swapped in like the checkpoint (``Trainer._write_swapped``): a kill between its renames
+    leaves checkpoint_best.old complete (state and best.json of one step), and the resumed run exports what an
+    uninterrupted run exports."""
+    spec = tiny_spec(method="sdze", lr=5.0, steps=30, checkpoint_every=10, eval={"test_points": 100, "every": 5})
+    full = Trainer(spec.to_config(), tmp_path / "full").run()
+    calls = {"n": 0}
+
+    def stop_after_20() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 20
+
+    Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after_20).run()
+    best = tmp_path / "part" / "checkpoint_best"
+    assert (best / "best.json").exists() and (best / "state.safetensors").exists()
+    best.rename(best.with_name("checkpoint_best.old"))
+    resumed = Trainer(spec.to_config(), tmp_path / "part").run()
+    assert resumed["best_step"] == full["best_step"] and resumed["exported_state"] == full["exported_state"]
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -225,7 +225,7 @@ class RayExecutor:
         ray.get([a.set_horizon.remote(int(horizon)) for a in self.actors])
 
     def save_checkpoint(self, path: Path) -> None:
-        """Verified replicas, then the leader writes the (atomic) checkpoint folder itself."""
+        """Verified replicas, then the leader writes the state into the folder itself (the trainer swaps it in)."""
         self.check_replicas()
         ray.get(self.actors[self.leader].save_checkpoint.remote(str(Path(path).resolve())))
 
