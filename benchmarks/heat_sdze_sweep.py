@@ -46,6 +46,7 @@ def run(problem: str, dim: int, steps: int, method: str, knobs: dict, every: int
     }
     s = Solver(JobSpec.model_validate(spec).to_config())
     load0, t0, evals = os.getloadavg()[0], time.perf_counter(), []
+    start = s.start()  # what the trainer does before step 1 (the constant start where the preset asks for it)
     for t in range(steps):
         s.local_step(t)
         if (t + 1) % every == 0:
@@ -63,6 +64,7 @@ def run(problem: str, dim: int, steps: int, method: str, knobs: dict, every: int
         "method": method,
         "knobs": knobs,
         "spec": spec,
+        "constant_start": start or None,
         "evals": evals,
         "counters": counters,
         "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
@@ -75,6 +77,14 @@ def main() -> None:
     ap.add_argument("--rows", type=int, nargs="+", default=None, help="indices into ROWS (default: all)")
     ap.add_argument("--dim", type=int, default=100)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument(
+        "--row",
+        action="append",
+        default=[],
+        metavar="METHOD:JSON",
+        help='an extra row, e.g. sdze:{"samples": 64} (repeatable; runs after --rows)',
+    )
+    ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -84,9 +94,11 @@ def main() -> None:
         "threads": 1,
         "rows": [],
     }
-    for i in args.rows if args.rows is not None else range(len(ROWS)):
-        method, knobs = ROWS[i]
-        out["rows"].append(run(args.problem, args.dim, args.steps, method, knobs))
+    # --rows picks from ROWS; with only --row given, just those extra rows run
+    rows = [ROWS[i] for i in args.rows] if args.rows is not None else ([] if args.row else list(ROWS))
+    rows += [(r.split(":", 1)[0], json.loads(r.split(":", 1)[1])) for r in args.row]
+    for method, knobs in rows:
+        out["rows"].append(run(args.problem, args.dim, args.steps, method, knobs, args.every))
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
 
