@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import FIRST_ORDER_METHODS, METHODS, PRESETS, ZO_METHODS
+from .config import FIRST_ORDER_METHODS, METHODS, NEVER_DIM, PRESETS, ZO_METHODS
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,9 @@ KNOBS: tuple[Knob, ...] = (
          "size (else retried with λ ×10, as a backtrack): the per-batch fit may not over-fit its batch"),
     Knob("gn_w1_time_only", bool, "update gn, exact W₁, time-dependent problems: the exact step moves W₁'s time "
          "column only (its x-part through the probes): fitted in the x-span it did not generalize at d ≫ N"),
-    Knob("constant_start", bool, "before the first step the output bias is set to the constant that minimizes the "
-         "PDE residual on a seeded batch (scalar Newton, nothing else moves; never on resume)"),
+    Knob("constant_start_min_dim", int, "where the spatial dimension d is at least this, the output bias is first set "
+         "to the constant that minimizes the PDE residual on a seeded batch (scalar Newton, nothing else moves; never "
+         "on resume); 0: always, 2³¹−1: never", ge=0, le=NEVER_DIM),
 )  # fmt: skip
 
 BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}

@@ -123,8 +123,9 @@ class Solver:
 
     def start(self) -> dict:
         """What a fresh run does before its first step (never on resume): the constant start where the method's
-        ``constant_start`` knob asks for it (``constant_start``). Returns its record for metrics.json, or {}."""
-        if not (self.zeroth_order and self.cfg.solver.zo.constant_start):
+        ``constant_start_min_dim`` knob asks for it at this d (``constant_start``). Returns its record for
+        metrics.json, or {}."""
+        if not (self.zeroth_order and self.problem.dim >= self.cfg.solver.zo.constant_start_min_dim):
             return {}
         seed = derive(self.cfg.seed, "constant_start", self.cfg.problem.seed)
         low = self.engine.lowrank_terms(None)

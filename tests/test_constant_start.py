@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sdze_core.config import PRESETS
 from sdze_core.constant_start import fit_output_bias
 from sdze_core.model import MLP
 from sdze_core.solver import LocalExecutor, Solver
@@ -13,6 +14,8 @@ from sdze_core.trainer import Trainer
 
 
 def _solver(name: str, dim: int, method: str = "sdze", steps: int = 10, **solver) -> Solver:
+    if method == "sdze":  # the tests' d are below the preset's threshold (10⁴): start at any d unless told
+        solver.setdefault("constant_start_min_dim", 0)
     spec = {"problem": {"name": name, "dim": dim}, "solver": {"method": method, "steps": steps, **solver}}
     spec["eval"] = {"test_points": 500}
     return Solver(JobSpec.model_validate(spec).to_config())
@@ -76,15 +79,27 @@ def test_published_recipe_and_the_knob_off_do_not_start():
         s = _solver("sine_gordon_two_body", 300, method)
         b0 = float(s.model.b[-1].detach())
         assert s.start() == {} and float(s.model.b[-1].detach()) == b0
-    s = _solver("sine_gordon_two_body", 300, constant_start=False)
+    s = _solver("sine_gordon_two_body", 300, constant_start_min_dim=301)
     assert s.start() == {}
+
+
+def test_the_sdze_preset_starts_from_d_1e4_on():
+    assert PRESETS["sdze"].constant_start_min_dim == 10_000
+
+    def plain(d: int) -> Solver:
+        spec = {"problem": {"name": "sine_gordon_two_body", "dim": d}, "solver": {"method": "sdze", "steps": 1}}
+        return Solver(JobSpec.model_validate({**spec, "eval": {"test_points": 100}}).to_config())
+
+    assert plain(9_999).start() == {}
+    rec = plain(10_000).start()
+    assert rec["residual_after"] < 0.1 * rec["residual_before"]
 
 
 def test_trainer_starts_a_fresh_run_once_and_reports_it(tmp_path):
     spec = JobSpec.model_validate(
         {
             "problem": {"name": "sine_gordon_two_body", "dim": 200},
-            "solver": {"method": "sdze", "steps": 6, "batch_size": 16},
+            "solver": {"method": "sdze", "steps": 6, "batch_size": 16, "constant_start_min_dim": 0},
             "eval": {"test_points": 300, "every": 2},
             "checkpoint_every": 2,
         }
