@@ -60,11 +60,21 @@ def network_jets(
     ``zdirs`` is (S, h) (shared by all points) or (n, S, h) (per point). Returns N (n,), the first-order
     coefficients ∂_l N (n, S) and the second-order ones ½ ∂²_l N (n, S).
     """
+    return output_jets(hidden_jets(z0, zdirs, W, b), w, bo)
+
+
+def hidden_jets(z0: Tensor, zdirs: Tensor, W: list[Tensor], b: list[Tensor]) -> list[Tensor]:
+    """Order-2 jets of the last hidden activations g: [g (n, 1, h), ∂_l g (n, S, h), ½ ∂²_l g (n, S, h)]."""
     n = z0.shape[0]
     d1 = zdirs.unsqueeze(0).expand(n, *zdirs.shape) if zdirs.dim() == 2 else zdirs
     y = tanh_jet([z0.unsqueeze(1), d1, None])
     for Wl, bl in zip(W, b, strict=True):
         y = tanh_jet([y[0] @ Wl.t() + bl, y[1] @ Wl.t(), y[2] @ Wl.t()])
+    return y
+
+
+def output_jets(y: list[Tensor], w: Tensor, bo: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The output layer N = w·g + b_out applied to ``hidden_jets``: N (n,), ∂_l N (n, S), ½ ∂²_l N (n, S)."""
     wv = w.reshape(-1)
     return (y[0] @ wv)[:, 0] + bo.reshape(()), y[1] @ wv, y[2] @ wv
 
@@ -87,12 +97,23 @@ def laplacian_bn(
     z0 = W₁x + b₁ (n, h), wx = W₁x (n, h), sq = |x|² (n,), (zdirs, weight) from ``z_directions``; W, b the hidden
     layers 2 … L−1; (w, bo) the output layer; poly = (b0, b1, b2) of B(s) = b0 + b1 s + b2 s².
     """
-    S = zdirs.shape[0]
-    n = z0.shape[0]
-    dirs = torch.cat([zdirs.unsqueeze(0).expand(n, S, zdirs.shape[1]), wx.unsqueeze(1)], 1)  # (n, S+1, h)
-    N0, N1, N2 = network_jets(z0, dirs, W, b, w, bo)
-    lap_n = 2.0 * weight * N2[:, :S].sum(1)  # ∂²_l N = 2 · (½ ∂²_l N)
-    x_grad_n = N1[:, S]  # x·∇ₓN = (W₁x)·∇_z g
+    y = hidden_jets(z0, laplacian_directions(zdirs, wx), W, b)
+    return bn_from_jets(output_jets(y, w, bo), sq, weight, poly, dim)
+
+
+def laplacian_directions(zdirs: Tensor, wx: Tensor) -> Tensor:
+    """The per-point jet directions of ``laplacian_bn``: the S shared z-directions, then W₁x (n, S+1, h)."""
+    n, S = wx.shape[0], zdirs.shape[0]
+    return torch.cat([zdirs.unsqueeze(0).expand(n, S, zdirs.shape[1]), wx.unsqueeze(1)], 1)
+
+
+def bn_from_jets(
+    jets: tuple[Tensor, Tensor, Tensor], sq: Tensor, weight: float, poly: tuple[float, float, float], dim: int
+) -> tuple[Tensor, Tensor]:
+    """u = B·N and Δu = BΔN + 4B′ x·∇N + NΔB from N's jets along (z-directions…, W₁x) (``laplacian_directions``)."""
+    N0, N1, N2 = jets
+    lap_n = 2.0 * weight * N2[:, :-1].sum(1)  # ∂²_l N = 2 · (½ ∂²_l N)
+    x_grad_n = N1[:, -1]  # x·∇ₓN = (W₁x)·∇_z g
     b0, b1, b2 = poly
     B = b0 + b1 * sq + b2 * sq * sq
     dB = b1 + 2.0 * b2 * sq  # dB/ds

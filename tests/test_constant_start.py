@@ -11,6 +11,7 @@ from sdze_core.model import MLP
 from sdze_core.solver import LocalExecutor, Solver
 from sdze_core.spec import JobSpec
 from sdze_core.trainer import Trainer
+from sdze_core.validation import second_order_residual, validation_residual
 
 
 def _solver(name: str, dim: int, method: str = "sdze", steps: int = 10, **solver) -> Solver:
@@ -121,3 +122,15 @@ def test_trainer_starts_a_fresh_run_once_and_reports_it(tmp_path):
     ex.start = lambda: started.append(1) or {}
     resumed = Trainer(spec.to_config(), tmp_path, executor=ex).run()
     assert started == [] and resumed["constant_start"] == rec and resumed["steps_done"] == 6
+
+
+def test_precomputed_residual_follows_the_output_layer():
+    # second_order_residual computes the points, f, W₁x and the hidden jets once; each call reads (W_L, b_L)
+    s = _solver("sine_gordon_two_body", 300)
+    rms = second_order_residual(s.problem, s.model, None, 7, 32)
+    with torch.no_grad():
+        s.model.b[-1].add_(3.0)
+        s.model.W[-1].mul_(0.5)
+    fresh = second_order_residual(s.problem, s.model, None, 7, 32)()
+    assert rms() == pytest.approx(fresh, rel=1e-12)
+    assert validation_residual(s.problem, s.model, None, 7, 32)["val_residual"] == pytest.approx(fresh, rel=1e-12)
