@@ -55,6 +55,17 @@ def test_run_writes_every_artifact_and_metric(tmp_path, method):
     assert load_file(str(tmp_path / "model.safetensors"))["layers.0.weight"].shape == (16, 20)
 
 
+def stop_after(steps: int):
+    """A should_stop that asks to stop once ``steps`` steps have run (the trainer asks once before each step)."""
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > steps
+
+    return stop
+
+
 @pytest.mark.parametrize(
     "method,extra",
     [
@@ -69,13 +80,7 @@ def test_run_writes_every_artifact_and_metric(tmp_path, method):
 def test_resumed_run_ends_bit_identical_to_uninterrupted(tmp_path, method, extra):
     spec = tiny_spec(method=method, steps=30, checkpoint_every=10, eval={"test_points": 100, "every": 10}, **extra)
     full = Trainer(spec.to_config(), tmp_path / "full").run()
-    calls = {"n": 0}
-
-    def stop_after_20() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 20
-
-    part = Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after_20).run()
+    part = Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after(20)).run()
     assert part["status"] == "cancelled" and part["steps_done"] == 20
     resumed = Trainer(spec.to_config(), tmp_path / "part").run()
     assert resumed["steps_done"] == 30 and resumed["status"] == "succeeded"
@@ -216,13 +221,7 @@ def test_kill_between_the_checkpoint_renames_resumes_from_the_previous_checkpoin
     to an uninterrupted run."""
     spec = tiny_spec(method="sdgd_adam", steps=30, checkpoint_every=10, eval={"test_points": 100, "every": 10})
     full = Trainer(spec.to_config(), tmp_path / "full").run()
-    calls = {"n": 0}
-
-    def stop_after_20() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 20
-
-    Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after_20).run()
+    Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after(20)).run()
     ckpt = tmp_path / "part" / "checkpoint"
     ckpt.rename(ckpt.with_name("checkpoint.old"))  # the state a kill between the two renames leaves
     events = []
@@ -239,13 +238,7 @@ def test_kill_between_the_best_state_renames_keeps_the_best_state(tmp_path):
     uninterrupted run exports."""
     spec = tiny_spec(method="sdze", lr=5.0, steps=30, checkpoint_every=10, eval={"test_points": 100, "every": 5})
     full = Trainer(spec.to_config(), tmp_path / "full").run()
-    calls = {"n": 0}
-
-    def stop_after_20() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 20
-
-    Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after_20).run()
+    Trainer(spec.to_config(), tmp_path / "part", should_stop=stop_after(20)).run()
     best = tmp_path / "part" / "checkpoint_best"
     assert (best / "best.json").exists() and (best / "state.safetensors").exists()
     best.rename(best.with_name("checkpoint_best.old"))
