@@ -193,6 +193,9 @@ def test_nulls_closed_form_and_the_exact_null_is_labelled():
             bsb, lambda xt, dK=dK: compose(bsb, xt, torch.full((xt.shape[0],), K + dK, dtype=xt.dtype)), ts(bsb), F64
         )
         assert other["rel_l2"] > best["rel_l2"]
+    c = float(torch.cat([bsb.u_exact(xt[:, :-1], xt[:, -1]) for xt in ts(bsb).chunks(F64)]).mean())
+    flat = evaluate(bsb, lambda xt: torch.full((xt.shape[0],), c, dtype=xt.dtype), ts(bsb), F64)
+    torch.testing.assert_close(flat["rel_l2"], flat["null_flat_rel_l2"], rtol=1e-9, atol=0)  # the best c is the mean
 
 
 def test_point_reference_of_the_heat_problem():
