@@ -378,8 +378,15 @@ class Trainer:
             "final_loss": st.history[-1].get("loss") if st.history else None,
             "constant_start": st.constant_start or None,
         }
+        warnings = []
         if aniso is not None and math.isfinite(aniso) and aniso > 1.0:
-            metrics["warning"] = f"final rel L2 is above the constant null (aniso_ratio {aniso:.3g})"
+            warnings.append(f"final rel L2 is above the constant null (aniso_ratio {aniso:.3g})")
+        flat, rel = ev.get("null_flat_rel_l2"), ev.get("rel_l2")
+        if flat is not None and rel is not None and not rel < flat:  # time-dependent problems: u ≡ c (evaluation)
+            metrics["above_null"] = True
+            warnings.append(f"final rel L2 {rel:.3g} is not below the flat null u ≡ c ({flat:.3g})")
+        if warnings:
+            metrics["warning"] = "; ".join(warnings)
         write_history(self.out_dir / "history.csv", st.history)
         try:
             plot_history(

@@ -108,6 +108,14 @@ def test_training_beats_the_best_constant_null(method, steps, extra):
         s.local_step(t)
     ev = evaluate_solver(s)
     assert ev["null_rel_l2"] > 0.05 and ev["rel_l2"] < 0.7 * ev["null_rel_l2"], ev
+    assert ev["rel_l2"] < 0.7 * ev["null_flat_rel_l2"], ev  # and below the best flat u ≡ c
+
+
+def test_a_run_above_the_flat_null_is_flagged(tmp_path):
+    # three steps of HJB at d = 6 stay far above the best flat constant u ≡ c: metrics must say so
+    m = Trainer(_spec(method="sdze").to_config(), tmp_path).run()
+    assert m["rel_l2"] > m["null_flat_rel_l2"] > 0
+    assert m["above_null"] is True and "flat null" in m["warning"]
 
 
 def test_metrics_json_carries_the_reference_point_error(tmp_path):
