@@ -14,9 +14,10 @@ so at d = 10^7 the batch is never held whole.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
+from torch import Tensor
 
 from .model import MLP
 from .problems import Problem
@@ -30,6 +31,7 @@ from .zspace import (
     first_layer_gram,
     first_layer_z,
     hidden_jets,
+    laplacian_bn,
     laplacian_directions,
     output_jets,
     z_directions,
@@ -59,7 +61,13 @@ def validation_residual(
     n = n or validation_points(problem.dim)
     if problem.order != 2:
         return _fourth_order(problem, model, lowrank, seed, n, dtype, device)
-    return {"val_residual": second_order_residual(problem, model, lowrank, seed, n, dtype, device)(), "val_points": n}
+    low0, L, wgt, W, b = _zspace_layers(model, lowrank)
+    w_out, b_out = model.W[-1].detach().double(), model.b[-1].detach().double()
+    ss = 0.0
+    for z0, wx, sq, f in _validation_chunks(problem, model, low0, seed, n, dtype, device):
+        u, lap = laplacian_bn(z0, wx, sq, L, wgt, W, b, w_out, b_out, problem.boundary_poly, problem.dim)
+        ss += _square_sum(problem, u, lap, f)
+    return {"val_residual": math.sqrt(ss / n), "val_points": n}
 
 
 @torch.no_grad()
@@ -72,35 +80,55 @@ def second_order_residual(
     dtype: torch.dtype = torch.float32,
     device="cpu",
 ) -> Callable[[], float]:
-    """The RMS residual of a second-order problem at the seeded points of ``seed``, as a function of the model's
-    output layer (W_L, b_L read at each call). Everything else — the points, f, W₁x, the z-space directions and the
-    hidden layers — is computed once here: at d = 10^7 that is nearly all of the cost, and the constant start
-    (``constant_start``) evaluates the residual for several b_L. Memory: (n, h) numbers, the points are consumed
-    a few rows at a time."""
+    """``validation_residual``'s RMS residual as a function of the model's output layer (W_L, b_L read at each
+    call). Everything else — the points, f, W₁x, the z-space directions and the hidden layers' jets — is computed
+    once here: at d = 10^7 that is nearly all of the cost, and the constant start (``constant_start``) evaluates
+    the residual for several b_L. Memory: the hidden jets of all n points, 2·n·(h+1)·h doubles (68 MB at n = 256,
+    h = 128); the points themselves are consumed a few rows at a time."""
+    low0, L, wgt, W, b = _zspace_layers(model, lowrank)
+    parts = [
+        (hidden_jets(z0, laplacian_directions(L, wx), W, b), sq, f)
+        for z0, wx, sq, f in _validation_chunks(problem, model, low0, seed, n, dtype, device)
+    ]
+
+    def rms() -> float:
+        w_out, b_out = model.W[-1].detach().double(), model.b[-1].detach().double()
+        ss = 0.0
+        for y, sq, f in parts:
+            u, lap = bn_from_jets(output_jets(y, w_out, b_out), sq, wgt, problem.boundary_poly, problem.dim)
+            ss += _square_sum(problem, u, lap, f)
+        return math.sqrt(ss / n)
+
+    return rms
+
+
+def _zspace_layers(model: MLP, lowrank: list[LowRank | None] | None) -> tuple:
+    """(W₁'s low-rank term, the z-space directions and weight of W₁W₁ᵀ, the hidden layers in float64)."""
     low0 = lowrank[0] if lowrank else None
-    G = first_layer_gram(model.W[0].detach(), low0)
-    L, wgt = z_directions(G, "eig")
+    L, wgt = z_directions(first_layer_gram(model.W[0].detach(), low0), "eig")
     W, b = effective_layers(model, lowrank)
-    W, b = [w.double() for w in W], [c.double() for c in b]
+    return low0, L, wgt, [w.double() for w in W], [c.double() for c in b]
+
+
+def _validation_chunks(
+    problem: Problem, model: MLP, low0: LowRank | None, seed: int, n: int, dtype: torch.dtype, device
+) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """(W₁x + b₁, W₁x, |x|², f(x)) in float64 for the n seeded points of ``seed``, a few rows at a time (at
+    d = 10^7 one row: the batch is never held whole)."""
     rows = max(1, min(64, (1 << 22) // problem.dim))
-    parts, done, chunk = [], 0, 0
+    done, chunk = 0, 0
     while done < n:
         m = min(rows, n - done)
         x = sample_points(problem, m, generator(derive(seed, "validation", chunk), device), dtype, device)
         z0, wx = first_layer_z(model, low0, x)
-        sq = torch.linalg.vector_norm(x, dim=1).double().square()
-        parts.append((z0.double(), wx.double(), sq, problem.source(x.double())))
+        yield z0.double(), wx.double(), torch.linalg.vector_norm(x, dim=1).double().square(), problem.source(x.double())
         done += m
         chunk += 1
-    z0, wx, sq, f = (torch.cat(t) for t in zip(*parts, strict=True))
-    y = hidden_jets(z0, laplacian_directions(L, wx), W, b)  # (n, S+1, h) doubles: n·(h+1)·h, 4 MB at n = 256
 
-    def rms() -> float:
-        jets = output_jets(y, model.W[-1].detach().double(), model.b[-1].detach().double())
-        u, lap = bn_from_jets(jets, sq, wgt, problem.boundary_poly, problem.dim)
-        return math.sqrt(float((lap + problem.nonlinearity(u) - f).square().mean()))
 
-    return rms
+def _square_sum(problem: Problem, u: Tensor, lap: Tensor, f: Tensor) -> float:
+    """Σ_n R_n², R = Δu + F(u) − f."""
+    return float((lap + problem.nonlinearity(u) - f).square().sum())
 
 
 def _fourth_order(problem, model, lowrank, seed, n, dtype, device) -> dict[str, float]:

@@ -52,17 +52,6 @@ def z_directions(G: Tensor, kind: str = "eig", samples: int = 0, gen: torch.Gene
     raise ValueError(f"unknown z-space kind {kind!r}; known: {', '.join(ZSPACE_KINDS)}")
 
 
-def network_jets(
-    z0: Tensor, zdirs: Tensor, W: list[Tensor], b: list[Tensor], w: Tensor, bo: Tensor
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Order-2 jets of N = w·g + b_out along z-directions, from the first layer's pre-activation z₀ (n, h).
-
-    ``zdirs`` is (S, h) (shared by all points) or (n, S, h) (per point). Returns N (n,), the first-order
-    coefficients ∂_l N (n, S) and the second-order ones ½ ∂²_l N (n, S).
-    """
-    return output_jets(hidden_jets(z0, zdirs, W, b), w, bo)
-
-
 def hidden_jets(z0: Tensor, zdirs: Tensor, W: list[Tensor], b: list[Tensor]) -> list[Tensor]:
     """Order-2 jets of the last hidden activations g: [g (n, 1, h), ∂_l g (n, S, h), ½ ∂²_l g (n, S, h)]."""
     n = z0.shape[0]

@@ -4,8 +4,8 @@ With u = g + τN, τ = T − t, on a seeded test set (problems with a closed for
     rel_l2                = ‖u_θ − u*‖ / ‖u*‖
     null_terminal_rel_l2  = ‖g − u*‖ / ‖u*‖                          (the terminal condition alone, N = 0)
     null_rel_l2           = min_K ‖g + τK − u*‖ / ‖u*‖
-    null_flat_rel_l2      = min_c ‖c − u*‖ / ‖u*‖                        (one constant for u itself)
                           = sqrt(Σe² − (Σeτ)²/Στ²) / ‖u*‖,  e = u* − g  (closed-form least squares, K = Σeτ/Στ²)
+    null_flat_rel_l2      = min_c ‖c − u*‖ / ‖u*‖ = sqrt(Σu*² − (Σu*)²/n) / ‖u*‖   (one constant for u itself)
     aniso_ratio           = rel_l2 / null_rel_l2   (< 1: the model learned more than the best constant)
 ``null_exact`` is true where that null already solves the problem (HJB-Lin: u* = g + τ): such a problem proves
 nothing and is labelled so. At a point reference (t, x) = (0, x₀): ref_rel_error = |u_θ − u_ref|/|u_ref| and the
