@@ -121,6 +121,10 @@ KNOBS: tuple[Knob, ...] = (
     Knob("constant_start_min_dim", int, "where the spatial dimension d is at least this, the output bias is first set "
          "to the constant that minimizes the PDE residual on a seeded batch (scalar Newton, nothing else moves; never "
          "on resume); 0: always, 2³¹−1: never", ge=0, le=NEVER_DIM),
+    Knob("output_refit_points", int, "after the last step of a run that reached its budget, the output layer is "
+         "re-solved by least squares on this many seeded points (exact z-space Laplacian; at most 2^28/d of them; kept "
+         "only if the held-out residual falls; its seconds count as training; second-order catalogue problems); 0: "
+         "never", ge=0, le=65_536),
 )  # fmt: skip
 
 BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}

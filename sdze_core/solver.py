@@ -24,6 +24,7 @@ from .constant_start import fit_output_bias
 from .engine import SDZEEngine, WorkerReport
 from .evaluation import evaluate
 from .model import MLP
+from .output_refit import refit_output_layer, refit_points, refit_rows
 from .parabolic import solving as parabolic
 from .parabolic.evaluation import compose
 from .parabolic.problems import PARABOLIC_CATALOGUE, ParabolicProblem, make_parabolic_problem
@@ -54,6 +55,7 @@ class Executor(Protocol):
     def set_horizon(self, horizon: int) -> None: ...
     def save_checkpoint(self, path: Path) -> None: ...
     def start(self) -> dict: ...
+    def refit(self) -> dict: ...
     def load_checkpoint(self, path: Path) -> None: ...
     def export(self, out_dir: Path) -> dict: ...
     def close(self) -> None: ...
@@ -137,6 +139,22 @@ class Solver:
         else:
             rms = partial(self._residual_rms, low, seed)
         return fit_output_bias(m, lambda: rms() ** 2).as_dict()
+
+    def refit(self) -> dict:
+        """What a run that reached its budget does after the last step: the output refit (``output_refit``) where
+        the method's ``output_refit_points`` knob asks for it (second-order catalogue problems: their residual is
+        linear in the output layer up to F(u)). Returns its record for metrics.json, or {}."""
+        p, cfg = self.problem, self.cfg
+        requested = self.cfg.solver.zo.output_refit_points if self.zeroth_order else 0
+        if requested == 0 or self.parabolic or cfg.problem.pde is not None or p.order != 2:
+            return {}
+        n = refit_points(requested, p.dim, self.model.width)
+        if n == 0:
+            return {"points": 0, "accepted": False, "skipped": "fewer than 4(h + 1) points within n·d ≤ 2^28"}
+        m, kw = self.model, {"dtype": self.dtype, "device": self.device}
+        low = self.engine.lowrank_terms(None)
+        rows = refit_rows(p, m, low, derive(cfg.seed, "output_refit", cfg.problem.seed), n, **kw)
+        return refit_output_layer(m, rows, p).as_dict()
 
     def _residual_rms(self, low: list, seed: int) -> float:
         """The held-out RMS residual at ``seed`` (time-dependent, user and fourth-order problems)."""
@@ -311,6 +329,9 @@ class LocalExecutor:
 
     def start(self) -> dict:
         return self.solver.start()
+
+    def refit(self) -> dict:
+        return self.solver.refit()
 
     def load_checkpoint(self, path: Path) -> None:
         self.solver.load_checkpoint(path)

@@ -69,6 +69,7 @@ class RunState:
     comm_bytes: list[int] = field(default_factory=list)
     loss_floor: float | None = None  # lowest running median of the training loss (the rise guard's reference)
     constant_start: dict = field(default_factory=dict)  # the fresh run's constant start (``constant_start``), if any
+    output_refit: dict = field(default_factory=dict)  # the finished run's output refit (``output_refit``), if any
 
 
 def _sibling(folder: Path, tag: str) -> Path:
@@ -270,12 +271,29 @@ class Trainer:
                     self.progress(self._progress(res.loss, event))
         except (Diverged, FloatingPointError) as e:
             status, reason = "failed", f"diverged: {e}"
+        if status == "succeeded":
+            self._refit()
         if not st.history or st.history[-1].get("rel_l2") is None:
             self._final_evaluate(status == "failed")
         metrics = self._finish(status, reason)
         if self.progress:
             self.progress(self._progress(st.history[-1].get("loss") or float("nan"), "done"))
         return metrics
+
+    def _refit(self) -> None:
+        """The output refit after the last step (training work: its time counts in train_s). A state it changed
+        is evaluated at once into the last step's history row (one row per step; the row's figures before the
+        refit, where it had an evaluation, go into the refit's record as ``before``)."""
+        st = self.state
+        t0 = time.perf_counter()
+        st.output_refit = self.ex.refit()
+        st.train_s += time.perf_counter() - t0
+        if st.output_refit.get("accepted") and st.history:
+            row = st.history[-1]
+            if row.get("val_residual") is not None:
+                st.output_refit["before"] = {k: row.get(k) for k in EVAL_ROW_KEYS}
+            row["train_s"] = round(st.train_s, 4)
+            self._evaluate()
 
     def _final_evaluate(self, diverged: bool) -> None:
         """Evaluate the final state. After a divergence its figures are what the run ended with (possibly
@@ -377,6 +395,7 @@ class Trainer:
             "test_points": cfg.eval.test_points,
             "final_loss": st.history[-1].get("loss") if st.history else None,
             "constant_start": st.constant_start or None,
+            "output_refit": st.output_refit or None,
         }
         warnings = []
         if aniso is not None and math.isfinite(aniso) and aniso > 1.0:

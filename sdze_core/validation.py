@@ -61,10 +61,10 @@ def validation_residual(
     n = n or validation_points(problem.dim)
     if problem.order != 2:
         return _fourth_order(problem, model, lowrank, seed, n, dtype, device)
-    low0, L, wgt, W, b = _zspace_layers(model, lowrank)
+    low0, L, wgt, W, b = zspace_layers(model, lowrank)
     w_out, b_out = model.W[-1].detach().double(), model.b[-1].detach().double()
     ss = 0.0
-    for z0, wx, sq, f in _validation_chunks(problem, model, low0, seed, n, dtype, device):
+    for z0, wx, sq, f in seeded_chunks(problem, model, low0, seed, n, dtype, device):
         u, lap = laplacian_bn(z0, wx, sq, L, wgt, W, b, w_out, b_out, problem.boundary_poly, problem.dim)
         ss += _square_sum(problem, u, lap, f)
     return {"val_residual": math.sqrt(ss / n), "val_points": n}
@@ -85,10 +85,10 @@ def second_order_residual(
     once here: at d = 10^7 that is nearly all of the cost, and the constant start (``constant_start``) evaluates
     the residual for several b_L. Memory: the hidden jets of all n points, 2·n·(h+1)·h doubles (68 MB at n = 256,
     h = 128); the points themselves are consumed a few rows at a time."""
-    low0, L, wgt, W, b = _zspace_layers(model, lowrank)
+    low0, L, wgt, W, b = zspace_layers(model, lowrank)
     parts = [
         (hidden_jets(z0, laplacian_directions(L, wx), W, b), sq, f)
-        for z0, wx, sq, f in _validation_chunks(problem, model, low0, seed, n, dtype, device)
+        for z0, wx, sq, f in seeded_chunks(problem, model, low0, seed, n, dtype, device)
     ]
 
     def rms() -> float:
@@ -102,7 +102,7 @@ def second_order_residual(
     return rms
 
 
-def _zspace_layers(model: MLP, lowrank: list[LowRank | None] | None) -> tuple:
+def zspace_layers(model: MLP, lowrank: list[LowRank | None] | None) -> tuple:
     """(W₁'s low-rank term, the z-space directions and weight of W₁W₁ᵀ, the hidden layers in float64)."""
     low0 = lowrank[0] if lowrank else None
     L, wgt = z_directions(first_layer_gram(model.W[0].detach(), low0), "eig")
@@ -110,7 +110,7 @@ def _zspace_layers(model: MLP, lowrank: list[LowRank | None] | None) -> tuple:
     return low0, L, wgt, [w.double() for w in W], [c.double() for c in b]
 
 
-def _validation_chunks(
+def seeded_chunks(
     problem: Problem, model: MLP, low0: LowRank | None, seed: int, n: int, dtype: torch.dtype, device
 ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
     """(W₁x + b₁, W₁x, |x|², f(x)) in float64 for the n seeded points of ``seed``, a few rows at a time (at

@@ -119,6 +119,9 @@ class ReplicaWorker:
     def start(self) -> dict:
         return self.solver.start()
 
+    def refit(self) -> dict:
+        return self.solver.refit()
+
     def load_checkpoint(self, path: str) -> None:
         self.solver.load_checkpoint(Path(path))
 

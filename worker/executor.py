@@ -232,7 +232,15 @@ class RayExecutor:
     def start(self) -> dict:
         """Every replica runs the fresh run's start (deterministic in the config, so the replicas stay identical:
         checked at once); the leader's record is returned."""
-        out = ray.get([a.start.remote() for a in self.actors])
+        return self._on_every_replica("start")
+
+    def refit(self) -> dict:
+        """Every replica runs the finished run's output refit (deterministic, like ``start``: checked at once);
+        the leader's record is returned."""
+        return self._on_every_replica("refit")
+
+    def _on_every_replica(self, method: str) -> dict:
+        out = ray.get([getattr(a, method).remote() for a in self.actors])
         self.check_replicas(force=True)
         return out[self.leader]
 

@@ -1,0 +1,170 @@
+"""The output refit: after the last step, the output layer is re-solved by least squares on a large seeded batch.
+
+Why. Every step fits a batch of ~100 points through noisy estimators and damped, trust-bounded moves, so the output
+layer θ = (W_L, b_L) (h + 1 numbers) ends where the last noisy steps left it, not at the least-squares optimum the
+hidden features allow. With u = B·N and N = θ·[φ; 1] (φ the last hidden layer, shape (n, h)), u and its Laplacian
+are *linear* in θ:
+
+    u_n = U_n·θ,   Δu_n = A_n·θ,   U = B·[φ, 1],   A = BΔ[φ, 1] + 4B′ x·∇[φ, 1] + [φ, 1]ΔB       (n, h+1)
+
+(``zspace.bn_from_jets`` applied to every feature at once, with the exact z-space Laplacian: no sampling noise). So
+the mean squared residual R(θ) = Aθ + F(Uθ) − f is a least-squares problem in h + 1 unknowns, non-linear only
+through F. Gauss–Newton with J = A + F′(Uθ)·U:
+
+    θ ← θ − (JᵀJ + ρ I)⁻¹ Jᵀ R,   ρ = 10⁻¹⁰ · tr(JᵀJ)/(h+1)   (numerical only)
+
+``ITERATIONS`` times, each move kept only if it lowers the batch's mean R² (else halved). Backprop-free: no
+gradient of anything is taken; the features are forward-mode jets. Measured on sine_gordon_two_body, d = 10³:
+aniso 0.055 → 0.042 after 1 500 steps, 0.062 → 0.044 after 300 (4 096 points; docs/benchmarks.md, session 7).
+
+Guard, by two-fold cross-validation on the batch (the rows are computed once, so it costs no d-dependent work):
+θ is fitted on the even rows and scored on the odd ones, and the other way round; the refit is kept only if the
+held-out halves' mean squared residual falls below that of the θ it started from, else θ is left bit for bit.
+(The trainer's validation batch, 256 points at d ≤ 2^18, is too small to judge it: at d = 100 a refit that lowered
+aniso 0.145 → 0.133 raised that residual 17.8 → 18.4.) The batch is seeded apart from the validation batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .model import MLP
+from .problems import Problem
+from .taylor import LowRank
+from .validation import seeded_chunks, zspace_layers
+from .zspace import bn_from_jets, hidden_jets, laplacian_directions
+
+ITERATIONS = 5
+HALVINGS = 8
+MAX_POINT_COORDINATES = 1 << 28  # n·d random numbers (and source terms) at most: n = 2^28/d at high d
+MIN_POINTS_PER_UNKNOWN = 4  # fewer points than 4(h + 1): the refit would interpolate its batch, skipped
+
+
+@dataclass(frozen=True)
+class RefitRows:
+    """The least-squares problem of the output layer: R(θ) = A θ + F(U θ) − f over n points; U, A (n, h+1), f (n,)."""
+
+    U: Tensor
+    A: Tensor
+    f: Tensor
+
+    def residual(self, theta: Tensor, nonlinearity: Callable[[Tensor], Tensor]) -> Tensor:
+        return self.A @ theta + nonlinearity(self.U @ theta) - self.f
+
+    def take(self, rows: slice) -> RefitRows:
+        return RefitRows(self.U[rows], self.A[rows], self.f[rows])
+
+
+@dataclass(frozen=True)
+class OutputRefit:
+    """The refit's record (metrics.json ``output_refit``)."""
+
+    points: int
+    residual_before: float  # RMS residual on the refit's batch, before and after
+    residual_after: float
+    cross_before: float  # RMS residual of the held-out halves (two-fold), at the starting θ and under the halves' fits
+    cross_after: float
+    accepted: bool
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def refit_points(requested: int, dim: int, width: int) -> int:
+    """The batch size: ``requested``, capped at 2^28/d points (the source costs O(d) per point); 0 where that is
+    fewer than 4 points per unknown (at d = 10^7 with h = 128: 26 points for 129 unknowns)."""
+    n = min(requested, MAX_POINT_COORDINATES // dim)
+    return n if n >= MIN_POINTS_PER_UNKNOWN * (width + 1) else 0
+
+
+@torch.no_grad()
+def refit_rows(
+    problem: Problem,
+    model: MLP,
+    lowrank: list[LowRank | None] | None,
+    seed: int,
+    n: int,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+) -> RefitRows:
+    """U, A and f (float64) at the n seeded points of ``seed`` for a second-order catalogue problem. Memory: the
+    rows, 2·n·(h+1) doubles (8 MB at n = 4 096), and one chunk's hidden jets."""
+    low0, L, wgt, W, b = zspace_layers(model, lowrank)
+    U, A, f = [], [], []
+    for z0, wx, sq, fc in seeded_chunks(problem, model, low0, seed, n, dtype, device):
+        y0, y1, y2 = hidden_jets(z0, laplacian_directions(L, wx), W, b)  # (m, 1|S+1, h)
+        # the bias b_L is the feature 1: value 1, no derivatives
+        jets = (
+            torch.cat([y0[:, 0], torch.ones_like(y0[:, 0, :1])], 1),
+            torch.nn.functional.pad(y1, (0, 1)),
+            torch.nn.functional.pad(y2, (0, 1)),
+        )
+        u, lap = bn_from_jets(jets, sq.unsqueeze(1), wgt, problem.boundary_poly, problem.dim)
+        U.append(u)
+        A.append(lap)
+        f.append(fc)
+    return RefitRows(torch.cat(U), torch.cat(A), torch.cat(f))
+
+
+def solve_output_layer(
+    rows: RefitRows,
+    theta: Tensor,
+    nonlinearity: Callable[[Tensor], Tensor],
+    derivative: Callable[[Tensor], Tensor],
+    iterations: int = ITERATIONS,
+) -> Tensor:
+    """Gauss–Newton on mean_n R_n(θ)² from θ (h+1,) float64, by the guarded iteration in the module docstring;
+    ``derivative`` is F′."""
+    R = rows.residual(theta, nonlinearity)
+    ms = float(R.square().mean())
+    eye = torch.eye(theta.shape[0], dtype=theta.dtype, device=theta.device)
+    for _ in range(iterations):
+        J = rows.A + derivative(rows.U @ theta).unsqueeze(1) * rows.U
+        H = J.t() @ J
+        move = -torch.linalg.solve(H + 1e-10 * torch.trace(H) / H.shape[0] * eye, J.t() @ R)
+        for _ in range(HALVINGS):
+            R_new = rows.residual(theta + move, nonlinearity)
+            ms_new = float(R_new.square().mean())
+            if ms_new < ms:
+                break
+            move = 0.5 * move
+        else:
+            break
+        gain = ms - ms_new
+        theta, R, ms = theta + move, R_new, ms_new
+        if gain <= 1e-6 * (ms + gain):  # converged (an affine residual is solved by the first iteration)
+            break
+    return theta
+
+
+@torch.no_grad()
+def refit_output_layer(model: MLP, rows: RefitRows, problem: Problem) -> OutputRefit:
+    """Set (W_L, b_L) to the least-squares solution on ``rows`` if the two-fold check (module docstring) passes."""
+    w, b = model.W[-1], model.b[-1]
+    theta0 = torch.cat([w.detach().reshape(-1), b.detach().reshape(-1)]).to(rows.U)
+    F, dF = problem.nonlinearity, problem.nonlinearity_derivative
+
+    def ms(r: RefitRows, theta: Tensor) -> float:
+        return float(r.residual(theta, F).square().mean())
+
+    halves = (rows.take(slice(0, None, 2)), rows.take(slice(1, None, 2)))
+    cross_before = sum(ms(h, theta0) for h in halves) / 2
+    cross_after = sum(ms(test, solve_output_layer(fit, theta0, F, dF)) for fit, test in (halves, halves[::-1])) / 2
+    accepted = cross_after < cross_before  # False for NaN too
+    theta = solve_output_layer(rows, theta0, F, dF) if accepted else theta0
+    if accepted:
+        w.copy_(theta[:-1].reshape(w.shape).to(w))
+        b.copy_(theta[-1:].to(b))
+    return OutputRefit(
+        rows.U.shape[0],
+        math.sqrt(ms(rows, theta0)),
+        math.sqrt(ms(rows, theta)),
+        math.sqrt(cross_before),
+        math.sqrt(cross_after),
+        accepted,
+    )
