@@ -56,6 +56,10 @@ class RefitRows:
     def residual(self, theta: Tensor, nonlinearity: Callable[[Tensor], Tensor]) -> Tensor:
         return self.A @ theta + nonlinearity(self.U @ theta) - self.f
 
+    def jacobian(self, theta: Tensor, derivative: Callable[[Tensor], Tensor]) -> Tensor:
+        """J = A + F′(Uθ)·U (n, h+1)."""
+        return self.A + derivative(self.U @ theta).unsqueeze(1) * self.U
+
     def take(self, rows: slice) -> RefitRows:
         return RefitRows(self.U[rows], self.A[rows], self.f[rows])
 
@@ -124,7 +128,7 @@ def solve_output_layer(
     ms = float(R.square().mean())
     eye = torch.eye(theta.shape[0], dtype=theta.dtype, device=theta.device)
     for _ in range(iterations):
-        J = rows.A + derivative(rows.U @ theta).unsqueeze(1) * rows.U
+        J = rows.jacobian(theta, derivative)
         H = J.t() @ J
         move = -torch.linalg.solve(H + 1e-10 * torch.trace(H) / H.shape[0] * eye, J.t() @ R)
         for _ in range(HALVINGS):
@@ -143,11 +147,13 @@ def solve_output_layer(
 
 
 @torch.no_grad()
-def refit_output_layer(model: MLP, rows: RefitRows, problem: Problem) -> OutputRefit:
-    """Set (W_L, b_L) to the least-squares solution on ``rows`` if the two-fold check (module docstring) passes."""
+def refit_output_layer(
+    model: MLP, rows: RefitRows, F: Callable[[Tensor], Tensor], dF: Callable[[Tensor], Tensor]
+) -> OutputRefit:
+    """Set (W_L, b_L) to the least-squares solution on ``rows`` (nonlinearity F, its derivative dF) if the two-fold
+    check (module docstring) passes."""
     w, b = model.W[-1], model.b[-1]
     theta0 = torch.cat([w.detach().reshape(-1), b.detach().reshape(-1)]).to(rows.U)
-    F, dF = problem.nonlinearity, problem.nonlinearity_derivative
 
     def ms(r: RefitRows, theta: Tensor) -> float:
         return float(r.residual(theta, F).square().mean())
