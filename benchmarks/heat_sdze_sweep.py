@@ -32,7 +32,7 @@ ROWS = [  # the default (W₁'s time column only), the previous exact W₁ step 
     ("sdze", {}),
     ("sdze", {"gn_w1_time_only": False}),
     ("sdze", {"gn_w1_time_only": False, "gn_damping": 1.0}),
-    ("sdze", {"gn_w1_time_only": False, "gn_holdout": True}),
+    ("sdze", {"gn_w1_time_only": False, "gn_holdout": "on"}),
     ("sdze", {"gn_w1_time_only": False, "samples": 64}),
     ("sdze", {"gn_w1_time_only": False, "estimator": "hte"}),
 ]

@@ -136,7 +136,7 @@ def zo_conflicts(zo: ZOConfig) -> list[Conflict]:
                     "set w1_probes 'random' to probe W₁ randomly",
                 )
             )
-    if zo.gn_holdout and (zo.update != "gn" or zo.gn_backtracks == 0):
+    if zo.gn_holdout == "on" and (zo.update != "gn" or zo.gn_backtracks == 0):
         out.append(
             Conflict(
                 ("gn_holdout", "update" if zo.update != "gn" else "gn_backtracks"),

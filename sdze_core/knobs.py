@@ -114,8 +114,10 @@ KNOBS: tuple[Knob, ...] = (
     Knob("gn_backtracks", int, "update gn: retries with λ ×10 while a step raises the batch's CRN loss", ge=0, le=20),
     Knob("gn_trust", float, "update gn: trust region τ, each worker's step of W₁ and of every hidden layer is at "
          "most τ·max(‖W‖_F, 1) (0: off)", ge=0, le=100),
-    Knob("gn_holdout", bool, "update gn: a step must also lower the CRN loss of a second, held-out batch of the same "
-         "size (else retried with λ ×10, as a backtrack): the per-batch fit may not over-fit its batch"),
+    Knob("gn_holdout", str, "update gn: a step must also lower the CRN loss of a second, held-out batch of the same "
+         "size (else retried with λ ×10, as a backtrack): the per-batch fit may not over-fit its batch. auto: on for "
+         "stationary problems where d < 5 × batch_size (the batch spans much of Rᵈ; at d = 100 W₁ ran away without "
+         "it)", choices=("off", "on", "auto")),
     Knob("gn_w1_time_only", bool, "update gn, exact W₁, time-dependent problems: the exact step moves W₁'s time "
          "column only (its x-part through the probes): fitted in the x-span it did not generalize at d ≫ N"),
     Knob("constant_start_min_dim", int, "where the spatial dimension d is at least this, the output bias is first set "

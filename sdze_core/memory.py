@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import RunConfig
+from .config import RunConfig, holdout_on
+from .parabolic.problems import PARABOLIC_CATALOGUE
 
 GiB = 1 << 30
 RUNTIME_BYTES = 450 * (1 << 20)
@@ -90,7 +91,8 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     else:
         opt = 0
     dense_dirs = cfg.solver.estimator in ("hte", "gauss")
-    holdout = cfg.solver.method not in FIRST_ORDER and zo.gn_holdout  # a second, held-out batch per step
+    time_dependent = cfg.problem.name in PARABOLIC_CATALOGUE
+    holdout = cfg.solver.method not in FIRST_ORDER and holdout_on(cfg.solver, d, time_dependent)  # a second batch
     batches = (2 if cfg.workers > 1 else 1) + (1 if holdout else 0)
     batch = N * d * s * batches + (cfg.solver.samples * d * s * (2 if holdout else 1) if dense_dirs else 0)
     rows = max(1, min(cfg.eval.chunk, cfg.eval.test_points, BLOCK_FLOATS // d))

@@ -86,7 +86,7 @@ def test_every_preset_knob_is_reachable_from_a_spec(knob):
         extra = dict(gradient="two_point")
     if (knob.name, other) == ("optimizer_state", "full"):
         extra = dict(update="sgd")
-    if (knob.name, other) == ("gn_holdout", True):
+    if (knob.name, other) == ("gn_holdout", "on"):
         extra = dict(update="gn", gn_backtracks=3)
     cfg = tiny_spec(problem=PROBLEM, method=zo_method, **{knob.name: other}, **extra).to_config()
     assert getattr(cfg.solver.zo, knob.name) == other
@@ -116,3 +116,19 @@ def test_a_dumped_spec_validates_again(method):
     spec = JobSpec.model_validate({"problem": PROBLEM, "solver": {"method": method}})
     again = JobSpec.model_validate(spec.model_dump(mode="json"))
     assert again.to_config() == spec.to_config()
+
+
+def test_gn_holdout_auto_is_on_where_the_batch_spans_much_of_the_space():
+    from sdze_core.config import SolverConfig, holdout_on
+
+    auto = SolverConfig(batch_size=100)  # the sdze preset: gn_holdout "auto"
+    assert PRESETS["sdze"].gn_holdout == "auto"
+    assert holdout_on(auto, 100, False) and holdout_on(auto, 499, False)
+    assert not holdout_on(auto, 500, False) and not holdout_on(auto, 1000, False)
+    assert not holdout_on(auto, 100, True)  # time-dependent problems: not measured, off
+    assert holdout_on(SolverConfig(batch_size=400), 1000, False)  # the rule reads d/N, not d
+    sgd = dataclasses.replace(PRESETS["sdze"], update="sgd")
+    assert not holdout_on(SolverConfig(zo=sgd), 100, False)  # auto needs a Gauss–Newton step to judge
+    on = dataclasses.replace(PRESETS["sdze"], gn_holdout="on")
+    assert holdout_on(SolverConfig(zo=on), 10**6, True)
+    assert not holdout_on(SolverConfig(zo=PRESETS["sdze_published"]), 100, False)

@@ -111,7 +111,7 @@ def test_gn_holdout_learns_and_judges_each_step_on_a_second_batch():
     """gn_holdout: the default still learns; the held-out batch is a different draw than the step's own; trial
     steps it rejects are retried more damped, and each worker's accepted λ (≥ gn_damping) is kept for the next."""
     out: list = []
-    r = learning_run("sdze", {"gn_holdout": True}, out)
+    r = learning_run("sdze", {"gn_holdout": "on"}, out)
     assert learned(r), r
     s = out[0]
     e = s.engine

@@ -33,7 +33,7 @@ def test_parts_follow_their_formulas():
     assert e64.phases["step"] == N * d * 8 + 3 * 8 * BLOCK_FLOATS
     two = estimate(cfg(problem={"name": "poisson_two_body", "dim": d}, resources={"workers": 2}))
     assert two.phases["step"] - e.phases["step"] == N * d * 4
-    held = estimate(cfg(problem={"name": "poisson_two_body", "dim": d}, solver={"gn_holdout": True}))
+    held = estimate(cfg(problem={"name": "poisson_two_body", "dim": d}, solver={"gn_holdout": "on"}))
     assert held.phases["step"] - e.phases["step"] == N * d * 4  # gn_holdout draws a second batch each step
 
 

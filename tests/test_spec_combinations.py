@@ -29,15 +29,15 @@ CONFLICTS = [
     ({"method": "sdze_no_crns", "w1_basis": "data"}, {}, {"solver.crns", "solver.w1_basis"}),
     ({"method": "sdgd_adam", "q": 4}, {}, {"solver.q"}),
     ({"method": "hte_adam"}, {"workers": 2}, {"solver.method", "resources.workers"}),
-    ({"method": "sdze", "gn_holdout": True, "gn_backtracks": 0}, {}, {"solver.gn_holdout", "solver.gn_backtracks"}),
-    ({"method": "sdze_published", "gn_holdout": True}, {}, {"solver.gn_holdout", "solver.update"}),
+    ({"method": "sdze", "gn_holdout": "on", "gn_backtracks": 0}, {}, {"solver.gn_holdout", "solver.gn_backtracks"}),
+    ({"method": "sdze_published", "gn_holdout": "on"}, {}, {"solver.gn_holdout", "solver.update"}),
 ]
 VALID = [
     {"method": "sdze", "gradient": "two_point", "w1_probes": "random"},
     {"method": "sdze_published", "optimizer_state": "full"},
     {"method": "sdze_published", "w1_probes": "jacobian", "update": "gn", "gradient": "forward", "w1_basis": "data"},
     {"method": "sdgd_adam", "lr": 0.01},
-    {"method": "sdze", "gn_holdout": True},
+    {"method": "sdze", "gn_holdout": "on"},
 ]
 
 

@@ -105,7 +105,7 @@ def test_checkpoint_keeps_each_workers_gn_holdout_damping(tmp_path):
 
     spec = {
         "problem": {"name": "poisson_two_body", "dim": 6},
-        "solver": {"steps": 2, "batch_size": 8, "gn_holdout": True},
+        "solver": {"steps": 2, "batch_size": 8, "gn_holdout": "on"},
     }
     s = Solver(JobSpec.model_validate(spec).to_config())
     s.local_step(0)

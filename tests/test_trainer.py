@@ -71,7 +71,7 @@ def stop_after(steps: int):
     [
         ("sdze", {}),
         ("sdze", {"w1_probes": "jacobian", "gn_backtracks": 3}),
-        ("sdze", {"gn_holdout": True}),  # its per-worker damping is engine state
+        ("sdze", {"gn_holdout": "on"}),  # its per-worker damping is engine state
         ("sdze_published", {}),
         ("sdze_published", {"optimizer_state": "full"}),
         ("sdgd_adam", {}),

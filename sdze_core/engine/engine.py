@@ -16,9 +16,10 @@ import torch
 from torch import Tensor
 
 from ..build import ConfigConflict, zo_conflicts
-from ..config import SolverConfig, ZOConfig
+from ..config import SolverConfig, ZOConfig, holdout_on
 from ..model import MLP
 from ..parabolic.hooks import batch_source
+from ..parabolic.problems import ParabolicProblem
 from ..problems import Problem
 from ..residual import StepBatch
 from ..schedule import LinearDecay
@@ -84,6 +85,7 @@ class SDZEEngine:
             raise ConfigConflict(found)
         self.batches = batch_source(self.problem, self.solver, self.job_seed, self.dtype, self.device)
         self.gn_lambda: dict[int, float] = {}  # gn_holdout: each worker's last accepted LM damping
+        self.holdout = holdout_on(self.solver, self.problem.dim, isinstance(self.problem, ParabolicProblem))
         self.batches.first_layer = lambda: (self.fold(), self.model.W[0])[1]  # estimator zspace: W₁ with pending C
         self.step_data = StepData(self.batches)
         self.tangent_buffers = TangentBuffers()  # the forward-mode dual pass's reused channel-sized outputs

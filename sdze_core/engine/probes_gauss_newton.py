@@ -144,7 +144,7 @@ def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepCont
     n1 = h1 + (1 if p else 0)
     eta = engine.schedule(step)
     lam = cfg.gn_damping
-    if cfg.gn_holdout:  # Marquardt's rule across steps: start from the last accepted damping ÷ 3, never below λ₀
+    if engine.holdout:  # Marquardt's rule across steps: start from the last accepted damping ÷ 3, never below λ₀
         lam = max(lam, engine.gn_lambda.get(worker, lam) / 3.0)
 
     region = TrustRegion.of(engine, zs, eta, cfg.gn_trust)
@@ -154,7 +154,7 @@ def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepCont
         last, w1, ap = region.bound(a[:h1], (a[h1] * d1).reshape(p, -1) if p else None, a[n1:])
         return last.to(engine.dtype), w1.to(engine.dtype) if w1 is not None else None, ap
 
-    held = holdout_context(engine.model, engine.layers, engine.step_data, ctx, step, worker) if cfg.gn_holdout else None
+    held = holdout_context(engine.model, engine.layers, engine.step_data, ctx, step, worker) if engine.holdout else None
     held0 = float(perturbed_residual(engine, held, None)[0].double().square().mean()) if held is not None else 0.0
 
     def descends(parts) -> bool:  # on the batch, and (gn_holdout) on the held-out batch: no over-fit steps
@@ -172,7 +172,7 @@ def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepCont
     else:
         parts = split(P.new_zeros(P.shape[1]))  # no damping gave descent: skip this batch (counted by apply)
         lam = lam0
-    if cfg.gn_holdout:
+    if engine.holdout:
         engine.gn_lambda[worker] = lam
     last, w1, ap = parts
     probes = [(k, float(ap[k])) for k in range(cfg.q)]
