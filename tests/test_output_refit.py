@@ -77,7 +77,7 @@ def test_a_refit_that_does_not_generalize_across_the_halves_is_not_applied():
 
 
 def test_points_cap_and_skip():
-    assert refit_points(4096, 1000, 128) == 4096
+    assert refit_points(16_384, 1000, 128) == 16_384
     assert refit_points(4096, 100_000, 128) == (1 << 28) // 100_000
     assert refit_points(4096, 10_000_000, 128) == 0  # 26 points for 129 unknowns
     assert refit_points(4096, 1000, 2000) == 0 and MIN_POINTS_PER_UNKNOWN * 2001 > 4096

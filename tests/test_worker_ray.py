@@ -81,7 +81,7 @@ def reference_run(ray_local, tmp_path_factory) -> Path:
     m = solve_on_ray(make_spec(), out)
     assert m["status"] == "succeeded" and m["steps_done"] == 12 and m["worker_restarts"] == 0
     assert m["replica_checks"] >= 3
-    assert m["output_refit"]["points"] == 4096  # every replica refits, checked equal right after (force)
+    assert m["output_refit"]["points"] == 16_384  # every replica refits, checked equal right after (force)
     return out
 
 
