@@ -126,7 +126,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("output_refit_points", int, "after the last step of a run that reached its budget, the output layer is "
          "re-solved by least squares on this many seeded points (exact z-space Laplacian; at most 2^28/d of them; kept "
          "only if two-fold cross-validation on them passes; its seconds count as training; second-order catalogue "
-         "problems); 0: never", ge=0, le=65_536),
+         "problems; opt-in: it lowered the error on the unit ball but raised it on the scaled ball, docs/method.md); "
+         "0: never", ge=0, le=65_536),
 )  # fmt: skip
 
 BY_NAME: dict[str, Knob] = {k.name: k for k in KNOBS}

@@ -37,11 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_spec(
     workers: int = 2, method: str = "sdze", dim: int = 20, width: int = 16, steps: int = 12, **solver
 ) -> JobSpec:
+    refit = {"output_refit_points": 16_384} if method == "sdze" else {}  # the replicas' refit is checked too
     return JobSpec.model_validate(
         {
             "problem": {"name": "sine_gordon_two_body", "dim": dim, "seed": 0},
             "model": {"width": width, "depth": 3},
-            "solver": {"method": method, "steps": steps, "batch_size": 16, "samples": 4, **solver},
+            "solver": {"method": method, "steps": steps, "batch_size": 16, "samples": 4, **refit, **solver},
             "eval": {"test_points": 200, "every": 4, "sample_points": 50},
             "resources": {"workers": workers},
             "checkpoint_every": 4,
