@@ -36,14 +36,20 @@ BIH = {"name": "biharmonic_three_body", "dim": 8}
 
 # name -> (spec solver fields, workers)
 CASES: dict[str, tuple[dict, int]] = {
-    "sdze": (dict(method="sdze"), 1),
-    "sdze_2workers": (dict(method="sdze"), 2),
-    "sdze_biharmonic": (dict(method="sdze", problem=BIH), 1),
-    "sdze_w1_random": (dict(method="sdze", w1_probes="random"), 1),
-    "sdze_gn_two_point": (dict(method="sdze", w1_probes="random", gradient="two_point"), 1),
-    "sdze_gn_random_basis": (dict(method="sdze", w1_probes="random", w1_basis="random", refresh_every=2), 2),
-    "sdze_gn_hidden_bias": (dict(method="sdze", perturb_hidden_bias=True), 1),
-    "sdze_gn_no_backtracks": (dict(method="sdze", gn_backtracks=0, lr=5.0), 1),
+    "sdze": (dict(method="sdze", gn_holdout="off"), 1),
+    "sdze_2workers": (dict(method="sdze", gn_holdout="off"), 2),
+    "sdze_biharmonic": (dict(method="sdze", gn_holdout="off", problem=BIH), 1),
+    "sdze_w1_random": (dict(method="sdze", gn_holdout="off", w1_probes="random"), 1),
+    "sdze_gn_two_point": (dict(method="sdze", gn_holdout="off", w1_probes="random", gradient="two_point"), 1),
+    "sdze_gn_random_basis": (
+        dict(method="sdze", gn_holdout="off", w1_probes="random", w1_basis="random", refresh_every=2),
+        2,
+    ),
+    "sdze_gn_hidden_bias": (dict(method="sdze", gn_holdout="off", perturb_hidden_bias=True), 1),
+    "sdze_gn_no_backtracks": (dict(method="sdze", gn_holdout="off", gn_backtracks=0, lr=5.0), 1),
+    # the default at this d (< 5 × batch_size): every trial step judged on a held-out batch, each worker's λ kept
+    "sdze_holdout": (dict(method="sdze"), 1),
+    "sdze_holdout_2workers": (dict(method="sdze"), 2),
     "sdze_published": (dict(method="sdze_published"), 1),
     "sdze_published_2workers": (dict(method="sdze_published", refresh_every=2, refresh_growth=1.0), 2),
     "sdze_published_forward": (dict(method="sdze_published", gradient="forward"), 1),

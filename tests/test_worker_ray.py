@@ -167,7 +167,8 @@ def test_exchange_is_seeds_and_scalars_only(small_groups):
     # coefficients: 60 + 4 + 68 + 160 = 292 bytes per worker at q = 4, h = 16, whatever d is
     gn_bytes = per_worker + 4 + 4 * 17 + 4 * 2 * 20
     assert gn_large[0].payload_bytes == (gn_bytes,) * 2
-    assert all(b <= gn_bytes for b in gn_small[0].payload_bytes)  # at d = 20 a batch's span can have rank < N+S
+    # at d = 20 a batch's span can have rank < N+S; there (d < 5N) the held-out check also sends each worker's λ
+    assert all(b <= gn_bytes + 8 for b in gn_small[0].payload_bytes)
     assert abs(gn_large[0].pickled_bytes - gn_small[0].pickled_bytes) <= 16
     assert gn_large[0].pickled_bytes < 4 * gn_large[1]
 
@@ -350,6 +351,8 @@ def test_report_payload_counts_probe_scalars():
     assert r.payload_bytes() == 2 * 12 + 12
     gn = WorkerReport(0, [(0, 1.0)], 0.5, last=torch.zeros(17, dtype=torch.float64), w1=torch.zeros(2, 5))
     assert gn.payload_bytes() == 12 + 12 + 4 + 8 * 17 + 4 * 10  # element sizes as sent
+    held = WorkerReport(0, [(0, 1.0)], 0.5, last=torch.zeros(17, dtype=torch.float64), damping=0.3)
+    assert held.payload_bytes() == 12 + 12 + 4 + 8 + 8 * 17  # + the held-out check's 8-byte λ
 
 
 def test_a_corrupted_replica_fails_the_job_at_the_next_step_with_a_named_reason(ray_local, tmp_path):

@@ -168,6 +168,9 @@ class SDZEEngine:
         """Apply the gathered reports of step t (identical on every replica). Returns the mean CRN loss."""
         cfg = self.cfg
         reports = sorted(reports, key=lambda r: r.worker)
+        for r in reports:  # gn_holdout: each worker's accepted λ, the same rows on every replica
+            if r.damping is not None:
+                self.gn_lambda[r.worker] = r.damping
         if cfg.update == "gn":
             apply_gauss_newton(self, step, reports)
         else:
@@ -199,7 +202,7 @@ class SDZEEngine:
                 sd[f"layer{l}.V"] = lay.V
         for l, M in enumerate(self.full_mom):
             sd[f"full_mom{l}"] = M
-        if self.gn_lambda:  # gn_holdout: (worker, λ) rows of the workers this replica solved for
+        if self.gn_lambda:  # gn_holdout: (worker, λ) rows of every worker, from the reports
             sd["gn_lambda"] = torch.tensor(sorted(self.gn_lambda.items()), dtype=torch.float64)
         return sd
 

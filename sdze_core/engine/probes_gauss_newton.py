@@ -172,11 +172,10 @@ def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepCont
     else:
         parts = split(P.new_zeros(P.shape[1]))  # no damping gave descent: skip this batch (counted by apply)
         lam = lam0
-    if engine.holdout:
-        engine.gn_lambda[worker] = lam
     last, w1, ap = parts
     probes = [(k, float(ap[k])) for k in range(cfg.q)]
-    return WorkerReport(worker, probes, loss0, last=last, w1=w1, rejected_trials=rejected)
+    damping = lam if engine.holdout else None  # recorded by every replica in apply (engine.gn_lambda)
+    return WorkerReport(worker, probes, loss0, last=last, w1=w1, rejected_trials=rejected, damping=damping)
 
 
 @dataclass(frozen=True)

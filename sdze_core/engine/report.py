@@ -23,6 +23,8 @@ class WorkerReport:
     w1:     w1_probes "jacobian" only: W₁ += U₁ w1 Vᵀ in the batch's data basis, shape (p, m').
     rejected_trials: update "gn" only: Levenberg–Marquardt trial steps rejected by backtracking; gn_backtracks + 1
             means no damping gave descent and the worker's step is zero.
+    damping: with the held-out check (gn_holdout) only: the worker's accepted Levenberg–Marquardt λ, which its next
+            step starts from (÷ 3); every replica records it, so the engine state stays identical across replicas.
 
     Tensors are always on the CPU (moved in ``__post_init__``): a report crosses process boundaries and may be
     unpickled by a driver without CUDA; the engine moves them back to its device when it applies them.
@@ -34,6 +36,7 @@ class WorkerReport:
     last: Tensor | None = None
     w1: Tensor | None = None
     rejected_trials: int = 0
+    damping: float | None = None
 
     def __post_init__(self) -> None:
         if self.last is not None and self.last.device.type != "cpu":
@@ -43,12 +46,15 @@ class WorkerReport:
 
     def payload_bytes(self) -> int:
         """Bytes this report puts on the wire, as it would be packed: the 4-byte worker id, the 8-byte loss, per
-        probe a 4-byte k and an 8-byte float δ (or a_k), and for update "gn" the 4-byte rejected-trial count and
-        the coefficient tensors at their element size (4 bytes in a float32 run, 8 in float64).
+        probe a 4-byte k and an 8-byte float δ (or a_k), and for update "gn" the 4-byte rejected-trial count (plus the
+        8-byte λ with the held-out check) and the coefficient tensors at their element size (4 bytes in a float32
+        run, 8 in float64).
         Independent of d and of the parameter count: q probes, h + 1 and p × m' (m' ≤ N + S) coefficients."""
         n = 4 + 8 + 12 * len(self.probes)
         if self.last is not None:
             n += 4
+        if self.damping is not None:
+            n += 8
         for t in (self.last, self.w1):
             if t is not None:
                 n += t.element_size() * t.numel()
