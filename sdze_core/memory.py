@@ -30,6 +30,7 @@ points at d = 10^7 are 10^14 numbers to draw and push through the model at every
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from .config import RunConfig, holdout_on
@@ -91,7 +92,10 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     else:
         opt = 0
     dense_dirs = cfg.solver.estimator in ("hte", "gauss")
-    time_dependent = cfg.problem.name in PARABOLIC_CATALOGUE
+    # as the engine decides (a ParabolicProblem): a catalogue name, or a written-out PDE with a time section
+    time_dependent = cfg.problem.name in PARABOLIC_CATALOGUE or (
+        cfg.problem.pde is not None and json.loads(cfg.problem.pde).get("time") is not None
+    )
     holdout = cfg.solver.method not in FIRST_ORDER and holdout_on(cfg.solver, d, time_dependent)  # a second batch
     batches = (2 if cfg.workers > 1 else 1) + (1 if holdout else 0)
     batch = N * d * s * batches + (cfg.solver.samples * d * s * (2 if holdout else 1) if dense_dirs else 0)

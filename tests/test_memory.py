@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from sdze_core.memory import BLOCK_FLOATS, RUNTIME_BYTES, estimate, param_count, work
 from sdze_core.spec import JobSpec
 
 GiB = 1 << 30
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cfg(**parts):
@@ -35,6 +39,20 @@ def test_parts_follow_their_formulas():
     assert two.phases["step"] - e.phases["step"] == N * d * 4
     held = estimate(cfg(problem={"name": "poisson_two_body", "dim": d}, solver={"gn_holdout": "on"}))
     assert held.phases["step"] - e.phases["step"] == N * d * 4  # gn_holdout draws a second batch each step
+
+
+def test_auto_held_out_batch_is_counted_as_the_engine_decides():
+    # gn_holdout "auto" (sdze) is on at d < 5N for stationary problems, off for time-dependent ones, written-out too
+    small = {"name": "poisson_two_body", "dim": 100}
+    on = estimate(cfg(problem=small))
+    off = estimate(cfg(problem=small, solver={"gn_holdout": "off"}))
+    assert on.phases["step"] - off.phases["step"] == 100 * 100 * 4
+    heat = json.loads((ROOT / "examples" / "parabolic" / "semilinear_heat.json").read_text())
+    heat["problem"]["dim"] = 100
+    written = JobSpec.model_validate(heat).to_config()
+    assert written.problem.pde is not None and written.solver.zo.gn_holdout == "auto"
+    off_heat = JobSpec.model_validate({**heat, "solver": {**heat.get("solver", {}), "gn_holdout": "off"}}).to_config()
+    assert estimate(written).phases["step"] == estimate(off_heat).phases["step"]
 
 
 def test_absurd_specs_are_huge_and_the_default_d1e7_is_not():
