@@ -31,10 +31,15 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--every", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0, help="the job seed")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    spec = {"problem": {"name": "semilinear_heat", "dim": a.dim}, "solver": {"method": "sdze", "steps": a.steps}}
+    spec = {
+        "problem": {"name": "semilinear_heat", "dim": a.dim},
+        "solver": {"method": "sdze", "steps": a.steps},
+        "seed": a.seed,
+    }
     s = Solver(JobSpec.model_validate({**spec, "eval": {"test_points": 200}}).to_config())
     ref = s.problem.reference
     origin = torch.zeros(1, a.dim + 1)

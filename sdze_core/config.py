@@ -58,6 +58,7 @@ class ZOConfig:
     gn_trust: float
     gn_holdout: str
     gn_w1_time_only: bool
+    gn_mean_row: float
     constant_start_min_dim: int
     output_refit_points: int
 
@@ -92,7 +93,8 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
         lr=0.5, lr_last_mult=3.0, lr_final_frac=0.1, momentum=0.9, optimizer_state="subspace",
         rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_free_bias=0.98, gn_backtracks=6, gn_trust=1.0,
-        gn_holdout="auto", gn_w1_time_only=True, constant_start_min_dim=10_000, output_refit_points=0,
+        gn_holdout="auto", gn_w1_time_only=True, gn_mean_row=10.0, constant_start_min_dim=10_000,
+        output_refit_points=0,
     ),
     "sdze_published": ZOConfig(
         update="sgd", q=8, eps=1e-3, gradient="two_point", crns=True, perturbation="subspace",
@@ -100,7 +102,8 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         refresh_every=10, refresh_growth=1.1, refresh_max=200, perturb_hidden_bias=False,
         lr=3e-2, lr_last_mult=3.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
         rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_free_bias=2.0, gn_backtracks=0, gn_trust=0.0,
-        gn_holdout="off", gn_w1_time_only=False, constant_start_min_dim=NEVER_DIM, output_refit_points=0,
+        gn_holdout="off", gn_w1_time_only=False, gn_mean_row=0.0, constant_start_min_dim=NEVER_DIM,
+        output_refit_points=0,
     ),
     "sdze_no_crns": ZOConfig(
         update="sgd", q=8, eps=1e-3, gradient="two_point", crns=False, perturbation="subspace",
@@ -108,7 +111,8 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
         lr=3e-2, lr_last_mult=3.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
         rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_free_bias=2.0, gn_backtracks=0, gn_trust=0.0,
-        gn_holdout="off", gn_w1_time_only=False, constant_start_min_dim=NEVER_DIM, output_refit_points=0,
+        gn_holdout="off", gn_w1_time_only=False, gn_mean_row=0.0, constant_start_min_dim=NEVER_DIM,
+        output_refit_points=0,
     ),
     "zo_full": ZOConfig(
         update="sgd", q=8, eps=1e-3, gradient="two_point", crns=True, perturbation="full",
@@ -116,7 +120,8 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
         refresh_every=1, refresh_growth=1.0, refresh_max=1000, perturb_hidden_bias=False,
         lr=1e-3, lr_last_mult=1.0, lr_final_frac=0.0, momentum=0.9, optimizer_state="subspace",
         rms_beta=0.99, clip=5.0, gn_damping=0.1, gn_free_bias=2.0, gn_backtracks=0, gn_trust=0.0,
-        gn_holdout="off", gn_w1_time_only=False, constant_start_min_dim=NEVER_DIM, output_refit_points=0,
+        gn_holdout="off", gn_w1_time_only=False, gn_mean_row=0.0, constant_start_min_dim=NEVER_DIM,
+        output_refit_points=0,
     ),
     "sdgd_adam": AdamConfig(lr=1e-3, lr_final_frac=0.0),
     "hte_adam": AdamConfig(lr=1e-3, lr_final_frac=0.0),

@@ -16,6 +16,7 @@ Only the scalars a_k, the h+1 output-layer coefficients and the p × m' W₁ coe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from torch import Tensor
 
 from ..levenberg import levenberg_marquardt
 from ..model import float64_sums
+from ..parabolic.mean_row import mean_row
 from ..parabolic.problems import ParabolicProblem
 from .context import StepContext, holdout_context
 from .perturbation import Offset, Perturbation
@@ -35,11 +37,23 @@ if TYPE_CHECKING:
     from .engine import SDZEEngine
 
 
+def least_squares_rows(engine: SDZEEngine, ctx: StepContext) -> Callable[[Tensor], Tensor]:
+    """The map from the batch's N per-point rows (R (N,) or P (N, k)) to the rows the LM solves and the trial losses
+    read: the same rows, plus the Feynman–Kac mean row on a time-dependent problem with gn_mean_row κ > 0
+    (``parabolic.mean_row``)."""
+    kappa = engine.cfg.gn_mean_row
+    if not kappa or not isinstance(engine.problem, ParabolicProblem):
+        return lambda M: M
+    return mean_row(ctx.batch, kappa, engine.problem.T)
+
+
 def jacobian_columns(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation]):
-    """(P (N, n) float64, R (N,) float64, d₁ (p·m',) or None, p): the LM problem of this worker's batch."""
+    """(P (N', n) float64, R (N',) float64, d₁ (p·m',) or None, p): the LM problem of this worker's batch; N' = N
+    point rows, plus one with gn_mean_row (``least_squares_rows``)."""
     cfg = engine.cfg
     p, d1 = 0, None
     problem = engine.problem
+    rows = least_squares_rows(engine, ctx)
     if engine.w1_exact:
         U1 = engine.layers[0].U
         p = U1.shape[1]
@@ -48,8 +62,8 @@ def jacobian_columns(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation
         J1 = w1_jacobian_columns(op, val, ctx.data_basis, p).double()
         time_only = time_coefficients(engine, ctx, p)
         if time_only is not None:  # time-dependent problem: the exact step moves W₁'s time column only
-            Jt = J1 @ time_only  # (N, p)
-            d1 = time_only @ -(torch.linalg.pinv(Jt) @ R0.double())
+            Jt = rows(J1 @ time_only)  # (N', p)
+            d1 = time_only @ -(torch.linalg.pinv(Jt) @ rows(R0.double()))
             w1_col = J1 @ d1
         else:
             # one LM column for W₁: its own damped minimum-norm step d₁ = −J₁ᵀ(J₁J₁ᵀ + δI)⁻¹R; the joint solve
@@ -71,7 +85,7 @@ def jacobian_columns(engine: SDZEEngine, ctx: StepContext, zs: list[Perturbation
             plus = perturbed_residual(engine, ctx, z.offset(cfg.eps, output_layer=False))[0]
             minus = perturbed_residual(engine, ctx, z.offset(-cfg.eps, output_layer=False))[0]
             cols.append(((plus - minus) / (2 * cfg.eps)).unsqueeze(1))
-    return torch.cat(cols, 1).double(), R0.double(), d1, p
+    return rows(torch.cat(cols, 1).double()), rows(R0.double()), d1, p
 
 
 def time_coefficients(engine: SDZEEngine, ctx: StepContext, p: int) -> Tensor | None:
@@ -155,7 +169,7 @@ def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepCont
         return last.to(engine.dtype), w1.to(engine.dtype) if w1 is not None else None, ap
 
     held = holdout_context(engine.model, engine.layers, engine.step_data, ctx, step, worker) if engine.holdout else None
-    held0 = float(perturbed_residual(engine, held, None)[0].double().square().mean()) if held is not None else 0.0
+    held0 = trial_loss(engine, held, [], None, None, None, eta) if held is not None else 0.0
 
     def descends(parts) -> bool:  # on the batch, and (gn_holdout) on the held-out batch: no over-fit steps
         if trial_loss(engine, ctx, zs, *parts, eta) >= loss0:
@@ -254,11 +268,13 @@ def trial_loss(
     engine: SDZEEngine,
     ctx: StepContext,
     zs: list[Perturbation],
-    last: Tensor,
+    last: Tensor | None,
     w1: Tensor | None,
-    ap: Tensor,
+    ap: Tensor | None,
     eta: float,
 ) -> float:
-    """mean_n R_n² on this worker's CRN batch after its own step (float64)."""
-    R = perturbed_residual(engine, ctx, step_offset(zs, last, w1, ap, eta))[0]
-    return float(R.double().square().mean())
+    """The mean square of the LM's rows (``least_squares_rows``) on this worker's CRN batch after its own step
+    (float64); ``last`` None: at the current state."""
+    offset = None if last is None else step_offset(zs, last, w1, ap, eta)
+    R = perturbed_residual(engine, ctx, offset)[0]
+    return float(least_squares_rows(engine, ctx)(R.double()).square().mean())

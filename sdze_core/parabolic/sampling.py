@@ -2,10 +2,14 @@
 
 "gaussian": x = x₀ + √(2νt)·ξ, ξ ~ N(0, I_d); "gbm": x_i = x₀_i·exp(σ√t ξ_i − σ²t/2), σ² = 2κ. The draw order is
 fixed (t, then ξ) so a seed names one set of points. Test sets are seeded and generated chunk by chunk.
-"paths" (SDGD's sampler): ⌈n/K⌉ Brownian paths X = x₀ + √(2ν)W observed at the K = 10 grid times t_k = kT/K,
-k = 0 … K−1 (path-major, the first n points): the same marginals as "gaussian" at those times, but one point in K
-sits at (t, x) = (0, x₀) — the reference point of the point-reference problems, which the marginal law reaches
-only as t → 0 (at d = 10³ its points have |x| ≈ √(2000t)).
+"paths" (after SDGD's sampler): ⌈n/K⌉ Brownian paths X = x₀ + √(2ν)W, each observed at K = 10 times: t₀ = 0 and
+one uniform time in each of the K − 1 strata [(k−1)T/(K−1), kT/(K−1)), k = 1 … K−1 (path-major, the first n points).
+At every t > 0 the marginals are those of "gaussian", and one point in K sits at (t, x) = (0, x₀) — the reference
+point of the point-reference problems, which the marginal law reaches only as t → 0 (at d = 10³ its points have
+|x| ≈ √(2000t)). Why strata rather than SDGD's grid t_k = kT/K, k = 0 … K−1: the grid never puts a residual point in
+(t_{K−1}, T], and there the trained residual's mean grew to +0.03 … +0.09 (semilinear heat, d = 100; the last tenth of
+the time axis) — by Itô, u(0, x₀) − u*(0, x₀) ≈ E[u − g](T, X_T) − ∫₀ᵀ E[R(t, X_t)] dt, so a residual left free on
+part of the time axis biases the reference point (docs/time-dependent.md, session 8).
 """
 
 from __future__ import annotations
@@ -26,11 +30,16 @@ PATH_TIMES = 10
 def _paths(problem: ParabolicProblem, n: int, gen: torch.Generator, dtype, device) -> Tensor:
     d, K = problem.dim, PATH_TIMES
     M = -(-n // K)
-    dt = problem.T / K
-    steps = torch.randn(M, K, d, generator=gen, dtype=dtype, device=device).mul_(math.sqrt(2 * problem.nu * dt))
-    steps[:, 0] = 0.0  # t₀ = 0: the path starts at x₀
+    width = problem.T / (K - 1)
+    t = torch.zeros(M, K, dtype=dtype, device=device)  # t₀ = 0: the path starts at x₀
+    t[:, 1:] = torch.rand(M, K - 1, generator=gen, dtype=dtype, device=device)
+    t[:, 1:] += torch.arange(K - 1, dtype=dtype, device=device)
+    t[:, 1:] *= width
+    dt = torch.diff(t, dim=1, prepend=t[:, :1])  # (M, K), 0 in the first column
+    steps = torch.randn(M, K, d, generator=gen, dtype=dtype, device=device).mul_(
+        (2 * problem.nu * dt).sqrt_()[..., None]
+    )
     x = steps.cumsum_(1).add_(problem.origin(dtype, device))
-    t = (torch.arange(K, dtype=dtype, device=device) * dt).expand(M, K)
     return torch.cat([x, t.unsqueeze(-1)], -1).reshape(M * K, d + 1)[:n].contiguous()
 
 
