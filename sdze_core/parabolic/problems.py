@@ -9,8 +9,9 @@ Facts (equations, T, g, reference values) are those of the SDGD/STDE/DeepBSDE/FB
 ``research/time-dependent.md``; the exact solutions are derived here and checked against autograd in the tests.
 Point laws (``law``): "gaussian"  x = x₀ + √(2νt)·ξ (the marginal of the diffusion dX = √(2ν) dW from x₀, STDE's
 N(0, 2tI) for ν = 1); "gbm"  x_i = x₀_i·exp(σ√t ξ_i − σ²t/2), σ² = 2κ (geometric Brownian motion, FBSNN's
-Black–Scholes–Barenblatt paths). t ~ U[0, T] for both. ``train_law`` "paths" (SDGD's sampler: Brownian paths from
-x₀ on a time grid, so batches include (0, x₀)) trains the two point-reference problems; see ``sampling``.
+Black–Scholes–Barenblatt paths). t ~ U[0, T] for both. ``train_law`` "paths" (after SDGD's sampler: Brownian paths
+from x₀, each seen at t = 0 and at one uniform time per stratum of (0, T], so batches include (0, x₀)) trains the two
+point-reference problems; see ``sampling``.
 """
 
 from __future__ import annotations
