@@ -8,19 +8,27 @@ data-parallel all-reduce of the same model.
 
     python benchmarks/bench_workers.py                 # d = 1e4 and 1e6, writes the table into docs/distributed.md
     python benchmarks/bench_workers.py --dims 10000 --steps 3 --no-write
+    python benchmarks/bench_workers.py --dims 10000 --methods sdze --no-write --ceiling   # + the machine's ceiling
+
+``--ceiling`` adds the same work as N independent single-threaded processes without Ray (whole local steps over a
+common wall-clock window): on a small machine the cores' shared memory bandwidth and Ray's own daemons bound what
+N workers can reach, and this says by how much.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "distributed.md"
+sys.path.insert(0, str(ROOT))  # the package, for the ``_solo`` children run as a script
 START, END = "<!-- bench_workers:start -->", "<!-- bench_workers:end -->"
 
 
@@ -91,6 +99,45 @@ def measure(dim: int, workers: int, method: str, args: argparse.Namespace) -> di
     }
 
 
+def solo(dim: int, method: str, start_at: float, seconds: float, args: argparse.Namespace) -> dict:
+    """One process, one torch thread, no Ray: whole local steps from ``start_at`` (wall clock) for ``seconds``."""
+    import torch
+
+    from sdze_core.solver import LocalExecutor, initial_horizon
+
+    torch.set_num_threads(1)
+    cfg = spec_for(dim, 1, method, args).to_config()
+    ex = LocalExecutor(cfg)
+    ex.set_horizon(initial_horizon(cfg))
+    ex.step(0)  # warm-up
+    time.sleep(max(0.0, start_at - time.time()))
+    t0, steps = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        steps += 1
+        ex.step(steps)
+    return {"steps": steps, "seconds": time.perf_counter() - t0, "q": cfg.solver.zo.q}
+
+
+def ceiling(dim: int, method: str, n: int, args: argparse.Namespace) -> dict:
+    """The machine's own scaling: n independent single-threaded processes (no Ray, no exchange) stepping over the
+    same wall-clock window; perturbations/s summed over them. What n Ray workers could reach at best here."""
+    import subprocess
+
+    start_at = time.time() + args.solo_setup_s
+    cmd = [sys.executable, __file__, "_solo", str(dim), method, str(start_at), str(args.solo_seconds)]
+    cmd += ["--q", str(args.q), "--width", str(args.width), "--batch", str(args.batch), "--samples", str(args.samples)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
+    outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    return {
+        "method": method,
+        "dim": dim,
+        "processes": n,
+        "pert_per_s": sum(o["q"] * o["steps"] / o["seconds"] for o in outs),
+        "steps": [o["steps"] for o in outs],
+    }
+
+
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     base = {(r["method"], r["dim"]): r for r in rows if r["workers"] == 1}
     out = [
@@ -118,6 +165,27 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
+def ceiling_table(args: argparse.Namespace) -> str:
+    """The same methods and dimensions as independent processes (``ceiling``): the machine's scaling ceiling."""
+    out = [
+        f"Independent processes, no Ray (`--ceiling`): each one torch thread, whole local steps over the same "
+        f"{args.solo_seconds:.0f} s window; what {args.workers} workers could reach at best on this machine.",
+        "",
+        "| method | d | processes | steps each | perturbations/s | scaling |",
+        "|---|---|---|---|---|---|",
+    ]
+    for dim in args.dims:
+        for method in args.methods:
+            one = ceiling(dim, method, 1, args)
+            many = ceiling(dim, method, args.workers, args)
+            print(one, many, flush=True)
+            for r in (one, many):
+                scale = f"{r['pert_per_s'] / one['pert_per_s']:.2f}×" if r is many else "1"
+                out.append(f"| `{method}` | {dim:.0e} | {r['processes']} | {r['steps']} | {r['pert_per_s']:.1f} "
+                           f"| {scale} |")  # fmt: skip
+    return "\n".join(out)
+
+
 def write_doc(text: str) -> None:
     block = f"{START}\n{text}\n{END}"
     doc = DOC.read_text() if DOC.exists() else "# Distributed SDZE\n"
@@ -141,6 +209,14 @@ def main() -> None:
     p.add_argument("--width-large", type=int, default=32, help="width at d ≥ 1e6 (keeps the run to minutes)")
     p.add_argument("--batch-large", type=int, default=8, help="collocation points per worker at d ≥ 1e6")
     p.add_argument("--no-write", action="store_true", help="print only; do not update docs/distributed.md")
+    p.add_argument("--ceiling", action="store_true", help="also: 1 and N independent processes without Ray")
+    p.add_argument("--solo-seconds", type=float, default=30.0, help="--ceiling: each process's timed window")
+    p.add_argument("--solo-setup-s", type=float, default=20.0, help="--ceiling: time allowed to build the solvers")
+    if len(sys.argv) > 1 and sys.argv[1] == "_solo":  # a child of --ceiling
+        dim, method, start_at, seconds = sys.argv[2:6]
+        args = p.parse_args(sys.argv[6:])
+        print(json.dumps(solo(int(dim), method, float(start_at), float(seconds), args)))
+        return
     args = p.parse_args()
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -158,6 +234,8 @@ def main() -> None:
     finally:
         ray.shutdown()
     text = table(rows, args)
+    if args.ceiling:
+        text += "\n\n" + ceiling_table(args)
     print(text)
     if not args.no_write:
         write_doc(text)
