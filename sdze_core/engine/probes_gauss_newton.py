@@ -10,6 +10,8 @@ Then a = −(PᵀP + λ diag(PᵀP) + μI)⁻¹ PᵀR (``levenberg.levenberg_mar
 raises the batch's CRN loss (gn_backtracks); if no damping gives descent, the worker's step is zero.
 The output bias is left undamped (a ridge regression's intercept) when the output features are nearly constant on
 the batch (``free_bias``): then a damped split hands the solution's level to the output weights.
+On a time-dependent problem with gn_mean_row the rows are the batch's N points plus the Feynman–Kac mean row
+(``least_squares_rows``): the LM, the W₁ time-column step and every trial loss read the same N + 1 rows.
 Only the scalars a_k, the h+1 output-layer coefficients and the p × m' W₁ coefficients a_W₁·d₁ leave the worker.
 """
 

@@ -6,10 +6,10 @@ fixed (t, then ξ) so a seed names one set of points. Test sets are seeded and g
 one uniform time in each of the K − 1 strata [(k−1)T/(K−1), kT/(K−1)), k = 1 … K−1 (path-major, the first n points).
 At every t > 0 the marginals are those of "gaussian", and one point in K sits at (t, x) = (0, x₀) — the reference
 point of the point-reference problems, which the marginal law reaches only as t → 0 (at d = 10³ its points have
-|x| ≈ √(2000t)). Why strata rather than SDGD's grid t_k = kT/K, k = 0 … K−1: the grid never puts a residual point in
-(t_{K−1}, T], and there the trained residual's mean grew to +0.03 … +0.09 (semilinear heat, d = 100; the last tenth of
-the time axis) — by Itô, u(0, x₀) − u*(0, x₀) ≈ E[u − g](T, X_T) − ∫₀ᵀ E[R(t, X_t)] dt, so a residual left free on
-part of the time axis biases the reference point (docs/time-dependent.md, session 8).
+|x| ≈ √(2000t)). Why strata rather than SDGD's grid t_k = kT/K, k = 0 … K−1 (used until session 8): the Feynman–Kac
+row of the Gauss–Newton step (``mean_row``) reads the batch's time mean of R as (1/T)∫₀ᵀ E[R(t, X_t)] dt, which needs
+t uniform on (0, T]; the grid's mean is a left Riemann sum that never sees (0.9T, T], where the trained residual's
+mean is largest (+0.04 … +0.08 on semilinear heat at d = 100, docs/heat_residual_profile_d100_*.json).
 """
 
 from __future__ import annotations
