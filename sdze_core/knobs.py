@@ -122,7 +122,8 @@ KNOBS: tuple[Knob, ...] = (
          "column only (its x-part through the probes): fitted in the x-span it did not generalize at d ≫ N"),
     Knob("gn_mean_row", float, "update gn, time-dependent problems: weight κ of one more least-squares row, the "
          "batch's mean residual (soft rule: minus the mean terminal mismatch / T) — by Itô the error at the law's "
-         "origin x₀ divided by T; zero at the solution; κ = 1 weighs it like all point rows together; 0: off",
+         "origin x₀ divided by T, where the training points are the diffusion of L (Brownian, L = νΔ); zero at the "
+         "solution; κ = 1 weighs it like all point rows together; 0: off",
          ge=0, le=10_000),
     Knob("constant_start_min_dim", int, "where the spatial dimension d is at least this, the output bias is first set "
          "to the constant that minimizes the PDE residual on a seeded batch (scalar Newton, nothing else moves; never "

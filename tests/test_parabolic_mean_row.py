@@ -13,7 +13,7 @@ import torch
 
 from sdze_core.engine.probes_gauss_newton import jacobian_columns
 from sdze_core.model import MLP
-from sdze_core.parabolic.mean_row import mean_row
+from sdze_core.parabolic.mean_row import follows_the_law, mean_row
 from sdze_core.parabolic.problems import make_parabolic_problem
 from sdze_core.parabolic.residual import batch_from_points, net_jet, residual, sample_spatial, u_jet
 from sdze_core.parabolic.sampling import sample_points, terminal_points
@@ -22,6 +22,7 @@ from sdze_core.solver import Solver
 from sdze_core.spec import JobSpec
 
 F64 = torch.float64
+NAMES = ("semilinear_heat", "allen_cahn_time", "hjb_cole_hopf", "hjb_lin", "bsb", "reaction_diffusion")
 
 
 def _u_at_origin(m: MLP, d: int) -> float:
@@ -90,3 +91,17 @@ def test_the_gauss_newton_problem_carries_the_row_only_when_asked():
     torch.testing.assert_close(R1[:-1], R0)  # the point rows are the same; the W₁ time column's step reads the row
     h1 = 21  # width 20 + bias: the output layer's exact columns do not depend on the row
     torch.testing.assert_close(P1[:-1, :h1], P0[:, :h1])
+
+
+def test_the_row_is_left_out_where_the_points_are_not_the_diffusion_of_the_operator():
+    follows = {name: follows_the_law(make_parabolic_problem(name, 10)) for name in NAMES}
+    assert follows == {n: n != "bsb" for n in NAMES}  # BSB: GBM points, x²-diffusion and a drift the law lacks
+    spec = {
+        "problem": {"name": "bsb", "dim": 10},
+        "model": {"width": 20, "depth": 3},
+        "solver": {"method": "sdze", "steps": 5, "batch_size": 40, "gn_mean_row": 10.0},
+    }
+    e = Solver(JobSpec.model_validate(spec).to_config()).engine
+    ctx = e.context(e.make_batch(0, 0))
+    P, R, _, _ = jacobian_columns(e, ctx, [e.draw(0, 0, k, ctx.data_basis) for k in range(e.cfg.q)])
+    assert R.shape[0] == P.shape[0] == 40

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..levenberg import levenberg_marquardt
 from ..model import float64_sums
-from ..parabolic.mean_row import mean_row
+from ..parabolic.mean_row import follows_the_law, mean_row
 from ..parabolic.problems import ParabolicProblem
 from .context import StepContext, holdout_context
 from .perturbation import Offset, Perturbation
@@ -41,10 +41,10 @@ if TYPE_CHECKING:
 
 def least_squares_rows(engine: SDZEEngine, ctx: StepContext) -> Callable[[Tensor], Tensor]:
     """The map from the batch's N per-point rows (R (N,) or P (N, k)) to the rows the LM solves and the trial losses
-    read: the same rows, plus the Feynman–Kac mean row on a time-dependent problem with gn_mean_row κ > 0
-    (``parabolic.mean_row``)."""
+    read: the same rows, plus the Feynman–Kac mean row on a time-dependent problem with gn_mean_row κ > 0 whose
+    training law is the diffusion of its operator (``parabolic.mean_row``)."""
     kappa = engine.cfg.gn_mean_row
-    if not kappa or not isinstance(engine.problem, ParabolicProblem):
+    if not kappa or not isinstance(engine.problem, ParabolicProblem) or not follows_the_law(engine.problem):
         return lambda M: M
     return mean_row(ctx.batch, kappa, engine.problem.T)
 
