@@ -171,7 +171,7 @@ def probe_gauss_newton(engine: SDZEEngine, step: int, worker: int, ctx: StepCont
         return last.to(engine.dtype), w1.to(engine.dtype) if w1 is not None else None, ap
 
     held = holdout_context(engine.model, engine.layers, engine.step_data, ctx, step, worker) if engine.holdout else None
-    held0 = trial_loss(engine, held, [], None, None, None, eta) if held is not None else 0.0
+    held0 = rows_loss(engine, held, None) if held is not None else 0.0
 
     def descends(parts) -> bool:  # on the batch, and (gn_holdout) on the held-out batch: no over-fit steps
         if trial_loss(engine, ctx, zs, *parts, eta) >= loss0:
@@ -266,17 +266,20 @@ def frobenius(W: Tensor, chunk: int = 1 << 22) -> float:
     return math.sqrt(float64_sums(W, chunk)[1])
 
 
+def rows_loss(engine: SDZEEngine, ctx: StepContext, offset: Offset | None) -> float:
+    """The mean square of the LM's rows (``least_squares_rows``) on a CRN batch at θ_eff + offset (float64)."""
+    R = perturbed_residual(engine, ctx, offset)[0]
+    return float(least_squares_rows(engine, ctx)(R.double()).square().mean())
+
+
 def trial_loss(
     engine: SDZEEngine,
     ctx: StepContext,
     zs: list[Perturbation],
-    last: Tensor | None,
+    last: Tensor,
     w1: Tensor | None,
-    ap: Tensor | None,
+    ap: Tensor,
     eta: float,
 ) -> float:
-    """The mean square of the LM's rows (``least_squares_rows``) on this worker's CRN batch after its own step
-    (float64); ``last`` None: at the current state."""
-    offset = None if last is None else step_offset(zs, last, w1, ap, eta)
-    R = perturbed_residual(engine, ctx, offset)[0]
-    return float(least_squares_rows(engine, ctx)(R.double()).square().mean())
+    """``rows_loss`` on this worker's CRN batch after its own step."""
+    return rows_loss(engine, ctx, step_offset(zs, last, w1, ap, eta))

@@ -52,9 +52,8 @@ def mean_row(batch: ParabolicBatch, kappa: float, horizon: float) -> Callable[[T
     """The map M (n, …) → (n + 1, …) appending the row above, for R (n,) and P (n, k) alike; ``horizon`` is T."""
     n = batch.x.shape[0]
     scale = math.sqrt(kappa * n)
-    term = batch.term_mask if batch.term_mask is not None and batch.term_weight else None
-    if term is None:
-        term = torch.zeros(n, dtype=torch.bool, device=batch.x.device)
+    soft = batch.term_mask is not None and batch.term_weight
+    term = batch.term_mask if soft else torch.zeros(n, dtype=torch.bool, device=batch.x.device)
     # ∫₀ᵀ dt has no atom at t = 0: the "paths" law's rows at (0, x₀) (one in ten) are left out of the time mean
     inner = ~term & (batch.x[:, -1] > 0)
     weights = torch.zeros(n, dtype=torch.float64, device=batch.x.device)
