@@ -1,7 +1,9 @@
 """A time-dependent job through the real REST server (Ray worker, SQLite store, HTTP on loopback)."""
 
 import io
+import json
 import math
+import pathlib
 import time
 
 import httpx
@@ -13,6 +15,7 @@ from service.client_cli import slices_table
 from service.testing import ServerProcess
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_time_dependent_job_over_rest(tmp_path, capsys):
@@ -88,3 +91,23 @@ def test_time_dependent_job_over_rest(tmp_path, capsys):
         assert ev.status_code == 200 and ev.json()["n"] == 2, ev.text
         # at t = T the hard rule gives u = g exactly: cos(0.5) + 8·0.01/8
         assert abs(ev.json()["u"][1] - (math.cos(0.5) + 0.01)) < 1e-5, ev.text
+        # the same on a bounded domain (the shipped heat-kernel example on the ball of radius √d, at d = 8)
+        ball = json.loads((ROOT / "examples" / "heat_ball_time_d100.json").read_text())["problem"]
+        ball = {**spec, "problem": {**ball, "dim": 8}}
+        soft = {**ball["problem"], "time": {**ball["problem"]["time"], "rule": "soft"}}
+        bad = c.post("/v1/jobs", json={**ball, "problem": soft})
+        assert bad.status_code == 422 and "time.rule" in bad.text and "hard rule" in bad.text, bad.text
+        r = c.post("/v1/jobs", json=ball)
+        assert r.status_code == 202, r.text
+        bid = r.json()["id"]
+        while (job := c.get(f"/v1/jobs/{bid}").json())["state"] not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline + 480, job
+            time.sleep(0.5)
+        assert job["state"] == "succeeded", job
+        m = c.get(f"/v1/jobs/{bid}/artifacts/metrics.json").json()
+        for k in ("rel_l2", "null_rel_l2", "null_terminal_rel_l2", "ref_rel_error", "val_residual"):
+            assert m[k] is not None and math.isfinite(m[k]), k
+        # on the sphere |x|² = d the hard rule gives the boundary values h(x, t) whatever the network learned
+        ev = c.post(f"/v1/jobs/{bid}/evaluate", json={"points": [[1.0] * 8 + [0.5]]})
+        h = math.exp(-4 * math.log(1 + 4 * 0.5 / 8) - 8 / (8 + 4 * 0.5))
+        assert ev.status_code == 200 and abs(ev.json()["u"][0] - h) < 1e-5, ev.text

@@ -231,7 +231,7 @@ def test_reaction_derivative_and_terminal_jets_are_exact(terminal):
             "problem.time.law",
             "diffusion",
         ),
-        ({"domain": {"kind": "ball"}}, "problem.domain", "R^d"),
+        ({"boundary": "t"}, "problem.boundary", "only with a domain"),
         ({"time": {"horizon": 1.0, "terminal": "0", "terminal_weight": 3.0}}, "problem.time.terminal_weight", "soft"),
     ],
 )

@@ -1,6 +1,7 @@
 """Accuracy of a parabolic solve, with its nulls (reported beside every figure).
 
-With u = g + τN, τ = T − t, on a seeded test set (problems with a closed form):
+With u = g + τN, τ = T − t, on a seeded test set (problems with a closed form; on a bounded domain read G for g
+and τB_Ω for τ, ``ParabolicProblem.lifted``/``factor``):
     rel_l2                = ‖u_θ − u*‖ / ‖u*‖
     null_terminal_rel_l2  = ‖g − u*‖ / ‖u*‖                          (the terminal condition alone, N = 0)
     null_rel_l2           = min_K ‖g + τK − u*‖ / ‖u*‖
@@ -68,8 +69,8 @@ def evaluate(
         for xt in test.chunks(torch.float64, device):
             x, t = xt[:, :d], xt[:, d]
             u_star = problem.u_exact(x, t)
-            e = u_star - problem.terminal.value(x)
-            tau = problem.T - t
+            e = u_star - problem.lifted(x, t)
+            tau = problem.factor(x, t)
             with torch.no_grad():
                 u = predict(xt.to(dtype)).double()
             se += float((u - u_star).square().sum())
@@ -98,7 +99,7 @@ def evaluate(
         xt = torch.cat([x, t.unsqueeze(1)], 1).to(device)
         with torch.no_grad():
             u = float(predict(xt.to(dtype)).double()[0])
-        g0 = float(problem.terminal.value(x)[0])
+        g0 = float(problem.lifted(x, t)[0])
         out.update(
             ref_u=u,
             ref_value=value,
@@ -116,17 +117,20 @@ def null_constant(problem: ParabolicProblem, test: ParabolicTestSet | None, devi
     d = problem.dim
     for xt in test.chunks(torch.float64, device):
         x, t = xt[:, :d], xt[:, d]
-        tau = problem.T - t
-        et += float(((problem.u_exact(x, t) - problem.terminal.value(x)) * tau).sum())
+        tau = problem.factor(x, t)
+        et += float(((problem.u_exact(x, t) - problem.lifted(x, t)) * tau).sum())
         tt += float(tau.square().sum())
     return et / tt
 
 
-def slice_points(problem: ParabolicProblem, t: float, xi: Tensor) -> Tensor:
+def slice_points(problem: ParabolicProblem, t: float, xi: Tensor, gen: torch.Generator | None = None) -> Tensor:
     """x̃ (n, d+1) at time t from standard normals ξ (n, d) through the test law's marginal at t
-    (``sampling.sample_points``' rules): x₀ + √(2νt)ξ ("gaussian"), x₀·exp(σ√t ξ − σ²t/2) ("gbm", σ² = 2κ)."""
+    (``sampling.sample_points``' rules): x₀ + √(2νt)ξ ("gaussian"), x₀·exp(σ√t ξ − σ²t/2) ("gbm", σ² = 2κ); on a
+    bounded domain ("domain") the domain's law from ``gen`` (the same points at every t when ``gen`` is reseeded)."""
     x0 = problem.origin(xi.dtype, xi.device)
-    if problem.law == "gbm":
+    if problem.law == "domain":
+        x = problem.sample_domain(xi.shape[0], gen, xi.dtype, "cpu").to(xi.device)
+    elif problem.law == "gbm":
         s2 = 2 * problem.kappa
         x = x0 * torch.exp(math.sqrt(s2 * t) * xi - 0.5 * s2 * t)
     elif problem.law == "gaussian":
@@ -175,8 +179,9 @@ def time_slices(
         parts: dict[str, list] = {k: [] for k in cols}
         for i, start in enumerate(range(0, n, rows)):
             m = min(rows, n - start)
-            xi = torch.randn(m, d, generator=generator(derive(seed, "slice", i)), dtype=torch.float64).to(device)
-            xt = slice_points(problem, t, xi)
+            gen = generator(derive(seed, "slice", i))
+            xi = torch.randn(m, d, generator=gen, dtype=torch.float64).to(device)
+            xt = slice_points(problem, t, xi, gen)
             x = xt[:, :d]
             with torch.no_grad():
                 u = predict(xt.to(dtype)).double()
@@ -185,9 +190,10 @@ def time_slices(
             if ref is not None:
                 se += float((u - ref).square().sum())
                 rr += float(ref.square().sum())
-                ge += float((g - ref).square().sum())
+                ge += float((problem.lifted(x, xt[:, d]) - ref).square().sum())
                 if null_K is not None:
-                    ke += float((g + (T - t) * null_K - ref).square().sum())
+                    null = problem.lifted(x, xt[:, d]) + problem.factor(x, xt[:, d]) * null_K
+                    ke += float((null - ref).square().sum())
             parts["slice_u_pred"].append(u)
             parts["slice_u_ref"].append(ref if ref is not None else torch.full_like(u, math.nan))
             parts["slice_g"].append(g)

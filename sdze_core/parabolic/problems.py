@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ..taylor import Jet
 from .cole_hopf import hjb_log_solution_chunked
 from .terminal import Terminal
 
@@ -83,12 +84,49 @@ class ParabolicProblem:
         """The network's input dimension d + 1 (x then t)."""
         return self.dim + 1
 
+    # ------------------------------------------------------------------------------------ bounded domain
+    # On R^d (every catalogue problem) the hard rule is u = g + τ·N. A problem on a bounded domain Ω (user PDEs,
+    # ``pde.parabolic``) overrides the four hooks below: u = G + τ·B_Ω·N with the lift G = g(x) + h(x, t) − h(x, T)
+    # (h the boundary values; G = g at t = T and G = h on ∂Ω wherever h(·, T) = g there) and B_Ω the domain's
+    # boundary factor (``pde.domain``), so u(T, ·) = g and u = h on ∂Ω whatever N is.
+    def domain_factor(self, x: Tensor) -> Tensor | None:
+        """B_Ω(x) (N,), or None on R^d."""
+        return None
+
+    def domain_factor_jet(self, x: Tensor, spatial) -> Jet | None:
+        """B_Ω's order-2 jet along the spatial directions: [(N, 1), (N, S), (N, S)], or None on R^d."""
+        return None
+
+    def lift_value(self, x: Tensor, t: Tensor) -> Tensor | None:
+        """L = h(x, t) − h(x, T) (N,), or None (L ≡ 0)."""
+        return None
+
+    def lift_jets(self, x: Tensor, t: Tensor, spatial) -> tuple[Tensor, ...] | None:
+        """(L (N,), D_v L (N, S), D_v² L (N, S), ∂_t L (N,), ∂²_t L (N,)) of L = h(x, t) − h(x, T), or None (L ≡ 0)."""
+        return None
+
+    def sample_domain(self, n: int, gen: torch.Generator, dtype=torch.float32, device="cpu") -> Tensor:
+        """n points x (n, d) from the domain's law (the "domain" point law)."""
+        raise ValueError(f"{self.name} has no bounded domain")
+
+    def lifted(self, x: Tensor, t: Tensor) -> Tensor:
+        """G(x, t) (N,): the part of the hard rule's u that does not depend on N (g on R^d)."""
+        g, lift = self.terminal.value(x), self.lift_value(x, t)
+        return g if lift is None else g + lift
+
+    def factor(self, x: Tensor, t: Tensor) -> Tensor:
+        """τ·B_Ω(x) (N,), τ = T − t: what multiplies N in the hard rule."""
+        b = self.domain_factor(x)
+        tau = self.T - t
+        return tau if b is None else tau * b
+
     def ansatz(self, xt: Tensor, n: Tensor) -> Tensor:
-        """u from the network's output N (n,) at points x̃ (n, d+1): g(x) + (T − t)·N (hard rule) or N (soft)."""
+        """u from the network's output N (n,) at points x̃ (n, d+1): G + τ·B_Ω·N (hard rule; G = g, B_Ω = 1 on
+        R^d) or N (soft)."""
         if self.terminal_rule == "soft":
             return n
-        g = self.terminal.value(xt[:, : self.dim].double()).to(n.dtype)
-        return g + (self.T - xt[:, self.dim]).to(n.dtype) * n
+        x, t = xt[:, : self.dim].double(), xt[:, self.dim].double()
+        return self.lifted(x, t).to(n.dtype) + self.factor(x, t).to(n.dtype) * n
 
     # ------------------------------------------------------------------------------------ reaction
     def reaction_value(self, u: Tensor, aux: Tensor | None = None) -> Tensor:

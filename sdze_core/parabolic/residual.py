@@ -1,11 +1,13 @@
 """Residual of u_t + L u + F(u, ∇u, x, t) = 0 from forward-mode jets of the network on x̃ = (x, t).
 
-Ansatz u = g(x) + τ·N(x̃), τ = T − t. A step differentiates along S spatial directions v_s (in the first d
-coordinates of x̃) and along e_t (the last coordinate); ``taylor.hidden_jet`` gives, for every point, the order-2
-jet of N along each of these S + 1 shared directions (one pass, W₁x̃ shared, W₁v_s a column gather for
-coordinates). The jet of u is that of g plus the product of the jets of B = τ and N (``u_jet``), exactly as for
-the stationary ansatz u = g + B·N: along v_s, B's jet is [τ, 0, 0] and g's is [g, D_s g, D_s² g/2]; along e_t,
-B's jet is [τ, −1, 0] and g's is [g, 0, 0]. From the u-jet [u₀, u₁, u₂] (Taylor coefficients, u₂ = D²u/2):
+Ansatz u = g(x) + τ·N(x̃), τ = T − t (on a bounded domain Ω: u = G + τ·B_Ω(x)·N with the lift
+G = g + h(x, t) − h(x, T) of the boundary values h; ``problems.ParabolicProblem.lift_jets``). A step
+differentiates along S spatial directions v_s (in the first d coordinates of x̃) and along e_t (the last
+coordinate); ``taylor.hidden_jet`` gives, for every point, the order-2 jet of N along each of these S + 1 shared
+directions (one pass, W₁x̃ shared, W₁v_s a column gather for coordinates). The jet of u is that of g plus the
+product of the jets of B = τ and N (``u_jet``), exactly as for the stationary ansatz u = g + B·N: along v_s, B's
+jet is [τ, 0, 0] and g's is [g, D_s g, D_s² g/2]; along e_t, B's jet is [τ, −1, 0] and g's is [g, 0, 0]. From
+the u-jet [u₀, u₁, u₂] (Taylor coefficients, u₂ = D²u/2):
     D_s u = u₁ₛ,   D_s² u = 2u₂ₛ,   u_t = u₁,ₜ
 and with the spatial weight w (d/S for SDGD coordinates, 1/S for Rademacher/HTE, 1 for "exact"):
     R̂ = u_t + Σ_s w(ν + κ x_{i_s}²) D_s²u + Σ_s w β (x·v_s) D_s u + reaction(u) + μ Σ_s w (D_s u)²
@@ -124,9 +126,18 @@ def batch_from_points(
         if problem.grad_sq != 0.0:
             shift = shift + problem.grad_sq * (grad2_g - w * g1.square().sum(1))
     zero = torch.zeros_like(g).unsqueeze(1)
+    gt = gtt = zero
+    lift = problem.lift_jets(x64, t64, sp64)
+    if lift is not None:  # bounded domain: G = g + L; L's spatial part stays sampled (the shift above is g's)
+        g, g1, g2 = g + lift[0], g1 + lift[1], g2 + lift[2]
+        gt, gtt = lift[3].unsqueeze(1), lift[4].unsqueeze(1)
     tau = (problem.T - t64).unsqueeze(1)
-    gjet = [g.unsqueeze(1), torch.cat([g1, zero], 1), torch.cat([0.5 * g2, zero], 1)]
+    gjet = [g.unsqueeze(1), torch.cat([g1, gt], 1), torch.cat([0.5 * g2, 0.5 * gtt], 1)]
     bjet = [tau, torch.cat([torch.zeros_like(g1), zero - 1], 1), None]
+    dom = problem.domain_factor_jet(x64, sp64)
+    if dom is not None:  # B = τ·B_Ω(x): B_Ω has no t-derivative, so its e_t column is [B_Ω, 0, 0]
+        dom = [dom[0], torch.cat([dom[1], zero], 1), torch.cat([dom[2], zero], 1)]
+        bjet = jet_mul(bjet, dom)
     cast = lambda a: None if a is None else a.to(dtype)  # noqa: E731
     return ParabolicBatch(
         xt,

@@ -1,7 +1,8 @@
 """Collocation and test points of the parabolic problems: x̃ = (x, t), t ~ U[0, T], x from the problem's law.
 
-"gaussian": x = x₀ + √(2νt)·ξ, ξ ~ N(0, I_d); "gbm": x_i = x₀_i·exp(σ√t ξ_i − σ²t/2), σ² = 2κ. The draw order is
-fixed (t, then ξ) so a seed names one set of points. Test sets are seeded and generated chunk by chunk.
+"gaussian": x = x₀ + √(2νt)·ξ, ξ ~ N(0, I_d); "gbm": x_i = x₀_i·exp(σ√t ξ_i − σ²t/2), σ² = 2κ; "domain": x from a
+bounded domain's law (uniform in radius on a ball or annulus, uniform on a cube), independent of t. The draw order is
+fixed (t, then x) so a seed names one set of points. Test sets are seeded and generated chunk by chunk.
 "paths" (after SDGD's sampler): ⌈n/K⌉ Brownian paths X = x₀ + √(2ν)W, each observed at K = 10 times: t₀ = 0 and
 one uniform time in each of the K − 1 strata [(k−1)T/(K−1), kT/(K−1)), k = 1 … K−1 (path-major, the first n points).
 At every t > 0 the marginals are those of "gaussian", and one point in K sits at (t, x) = (0, x₀) — the reference
@@ -58,6 +59,8 @@ def sample_points(
     if law == "paths":
         return _paths(problem, n, gen, dtype, device)
     t = torch.rand(n, generator=gen, dtype=dtype, device=device) * problem.T
+    if law == "domain":  # a bounded domain: x from its law (``pde.domain``), independent of t
+        return torch.cat([problem.sample_domain(n, gen, dtype, device), t.unsqueeze(1)], 1)
     xt = torch.empty(n, d + 1, dtype=dtype, device=device)
     x = xt[:, :d]
     x.normal_(generator=gen)

@@ -1,7 +1,7 @@
 """A time-dependent (terminal-value) user PDE built from its JSON form: the ``time`` block (docs/pde.md).
 
-    u_t + ν Δu + κ Σ_i x_i² ∂²_ii u + β x·∇u + F(u; x, t) + μ|∇u|² + ρ Σ_i |∂_i u|^p + c₀ = 0   on [0, T) × R^d,
-    u(T, x) = g(x)
+    u_t + ν Δu + κ Σ_i x_i² ∂²_ii u + β x·∇u + F(u; x, t) + μ|∇u|² + ρ Σ_i |∂_i u|^p + c₀ = 0   on [0, T) × R^d
+    (or [0, T) × Ω with a ``domain``),   u(T, x) = g(x)   (and u = h(x, t) on ∂Ω)
 
 is compiled to the *same* ``parabolic.problems.ParabolicProblem`` the catalogue uses (a subclass whose reaction,
 terminal condition and exact solution are compiled expressions), so the residual, the engines' hooks, the point
@@ -14,11 +14,15 @@ laws, the nulls and the metrics are those of ``sdze_core/parabolic`` — there i
 - ``time``: ``horizon`` T, ``terminal`` g(x), ``rule`` hard | soft, ``terminal_weight`` λ (soft),
   ``law`` gaussian | gbm, ``train_law`` marginal | paths, ``origin`` x₀ (a pattern tiled to length d),
   ``reference`` u(0, x₀), ``solution`` "cole_hopf";
-- ``exact`` u*(x, t), an expression in x and t (checked against g at t = T).
+- ``exact`` u*(x, t), an expression in x and t (checked against g at t = T, and against h on ∂Ω);
+- ``domain`` (ball, annulus, cube: ``pde.domain``) and ``boundary`` h(x, t), an expression in x and t (default g):
+  the network is u = G + (T − t)·B(x)·N with the lift G = g(x) + h(x, t) − h(x, T) and the domain's factor B, so u
+  meets g at t = T and h on ∂Ω (where h(·, T) = g, checked). Points: the domain's law, t ~ U[0, T].
 
 Combinations that cannot run are refused here with the field named: the gaussian law needs ν > 0 (its spread
 is the diffusion's, x = x₀ + √(2νt)ξ), gbm needs κ > 0 and a positive origin, paths need the gaussian law,
-``solution: cole_hopf`` needs u_t + νΔu + μ|∇u|² = 0 with a radial g, and exact and cole_hopf are exclusive.
+``solution: cole_hopf`` needs u_t + νΔu + μ|∇u|² = 0 with a radial g, and exact and cole_hopf are exclusive; a
+domain needs the hard rule, no law/train_law/solution, and x₀ inside it; ``boundary`` needs a domain.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ from torch import Tensor
 from ..parabolic.cole_hopf import radial_log_expectation
 from ..parabolic.problems import ParabolicProblem
 from ..parabolic.sampling import terminal_points
+from ..taylor import Jet, boundary_jet
 from .compile import Program, compile_tree
+from .domain import Domain
 from .expr import PdeError, parse
-from .problem import CHECK_VANISHING_MAX_DIM, MAX_REACTION_CHARS, _coefficients, _const
+from .problem import CHECK_VANISHING_MAX_DIM, MAX_REACTION_CHARS, _coefficients, _const, _domain
 from .scalar import ScalarView, find_op
 from .terminal_expr import ExprTerminal
 
@@ -60,6 +66,67 @@ class SpecParabolicProblem(ParabolicProblem):
     reaction_view: ScalarView | None = field(default=None, compare=False, repr=False)
     exact_prog: Program | None = field(default=None, compare=False, repr=False)
     pattern: tuple[float, ...] = (0.0,)
+    domain_obj: Domain | None = None  # a bounded domain Ω (law "domain"); None: R^d
+    boundary_prog: Program | None = field(default=None, compare=False, repr=False)  # h(x, t) on ∂Ω; None: h = g
+
+    # ---------------------------------------------------------------- bounded domain (ParabolicProblem's hooks)
+    def domain_factor(self, x: Tensor) -> Tensor | None:
+        return None if self.domain_obj is None else self.domain_obj.boundary(x)
+
+    def domain_factor_jet(self, x: Tensor, spatial) -> Jet | None:
+        return None if self.domain_obj is None else boundary_jet(self.domain_obj.boundary_poly, x, spatial, 2)
+
+    def sample_domain(self, n: int, gen: torch.Generator, dtype=torch.float32, device="cpu") -> Tensor:
+        if self.domain_obj is None:
+            return super().sample_domain(n, gen, dtype, device)
+        return self.domain_obj.sample(n, gen, dtype, device)
+
+    def boundary_value(self, x: Tensor, t: Tensor) -> Tensor:
+        """h(x, t) (N,): the given boundary values, or g(x) where none are given."""
+        return self.terminal.value(x) if self.boundary_prog is None else self.boundary_prog(x=x, t=t)
+
+    def lift_value(self, x: Tensor, t: Tensor) -> Tensor | None:
+        if self.boundary_prog is None:
+            return None
+        h = self.boundary_prog
+        return h(x=x, t=t) - h(x=x, t=torch.full_like(t, self.T))
+
+    def lift_jets(self, x: Tensor, t: Tensor, spatial) -> tuple[Tensor, ...] | None:
+        """L = h(x, t) − h(x, T) and its derivatives by nested forward-mode jvp: along each of the S spatial
+        directions (skipped when h does not read x) and along t (O(S·N·d) per batch, as a general g)."""
+        if self.boundary_prog is None:
+            return None
+        h, T = self.boundary_prog, torch.full_like(t, self.T)
+        value = h(x=x, t=t) - h(x=x, t=T)
+        S = spatial.count
+        d1 = torch.zeros(x.shape[0], S, dtype=x.dtype, device=x.device)
+        d2 = torch.zeros_like(d1)
+        if _reads_x(h):
+
+            def lift(y: Tensor) -> Tensor:
+                return h(x=y, t=t) - h(x=y, t=T)
+
+            for s in range(S):
+                if spatial.idx is not None:
+                    v = torch.zeros_like(x)
+                    v[:, int(spatial.idx[s])] = 1.0
+                else:
+                    v = spatial.vecs[s].to(x.dtype).expand_as(x)
+
+                def first(y: Tensor, v: Tensor = v) -> Tensor:
+                    return torch.func.jvp(lift, (y,), (v,))[1]
+
+                d1[:, s], d2[:, s] = torch.func.jvp(first, (x,), (v,))
+        one = torch.ones_like(t)
+
+        def in_time(tt: Tensor) -> Tensor:
+            return h(x=x, t=tt)
+
+        def first_t(tt: Tensor) -> Tensor:
+            return torch.func.jvp(in_time, (tt,), (one,))[1]
+
+        dt, dtt = torch.func.jvp(first_t, (t,), (one,))
+        return value, d1, d2, dt, dtt
 
     def origin(self, dtype=torch.float64, device="cpu") -> Tensor:
         """x₀ (d,): the origin pattern repeated to length d."""
@@ -95,6 +162,11 @@ class SpecParabolicProblem(ParabolicProblem):
         if self.exact == "cole_hopf":
             return _cole_hopf(self, x, tau)
         raise ValueError(f"{self.name} has no closed form")
+
+
+def _reads_x(prog: Program) -> bool:
+    """Whether the program reads x at all (coordinates, |x|² or a reduction)."""
+    return any(ins.op in ("x", "xc", "norm2", "red") for ins in prog.instrs)
 
 
 def _cole_hopf(p: SpecParabolicProblem, x: Tensor, tau: Tensor, rows: int = 64) -> Tensor:
@@ -141,16 +213,17 @@ def _origin(v: Any, fld: str) -> tuple[float, ...]:
 def parabolic_from_spec(spec: Mapping, fld: str = "problem", check_only: bool = False) -> SpecParabolicProblem:
     """Validate and compile a time-dependent problem (``spec`` has ``time``); errors are ``PdeError``s naming
     the field. ``check_only`` skips the O(d) checks above d = CHECK_VANISHING_MAX_DIM (as for stationary PDEs)."""
-    extra = set(spec) - {"dim", "pde", "time", "exact", "coefficients", "name"}
-    if "domain" in extra:
-        raise PdeError(f"{fld}.domain", "a time-dependent problem lives on R^d: leave domain out (docs/pde.md)")
-    if "boundary" in extra:
-        raise PdeError(f"{fld}.boundary", "a time-dependent problem has a terminal condition: use time.terminal")
+    extra = set(spec) - {"dim", "pde", "time", "exact", "coefficients", "name", "domain", "boundary"}
     if extra:
         raise PdeError(fld, f"unknown fields {sorted(extra)}")
     d = spec.get("dim")
     if not isinstance(d, int) or isinstance(d, bool) or not 1 <= d <= 10_000_000:
         raise PdeError(f"{fld}.dim", "must be an integer in [1, 10^7]")
+    domain = _domain(spec["domain"], d, f"{fld}.domain") if spec.get("domain") is not None else None
+    if spec.get("boundary") is not None and domain is None:
+        raise PdeError(
+            f"{fld}.boundary", "only with a domain (on R^d a time-dependent problem has time.terminal alone)"
+        )
     small = d <= CHECK_VANISHING_MAX_DIM
     coefs = _coefficients(spec.get("coefficients", {}), d, f"{fld}.coefficients", draw=not check_only or small)
     names = frozenset(coefs)
@@ -217,14 +290,17 @@ def parabolic_from_spec(spec: Mapping, fld: str = "problem", check_only: bool = 
         raise PdeError(f"{f_t}.terminal", "is required (g(x) = u(T, x))")
     g = prog(f"{f_t}.terminal", time["terminal"])
     rule = _choice(time, "rule", RULES, "hard", f_t)
+    if domain is not None:
+        _domain_rules(time, rule, f_t)
     weight = _num(time, "terminal_weight", d, f_t, 20.0)
     if time.get("terminal_weight") is not None and rule != "soft":
         raise PdeError(f"{f_t}.terminal_weight", "only with rule 'soft' (the hard rule satisfies u(T, ·) = g exactly)")
     if not 0 < weight <= 1e6:
         raise PdeError(f"{f_t}.terminal_weight", "must be in (0, 10^6]")
-    law = _choice(time, "law", LAWS, "gaussian", f_t)
+    law = _choice(time, "law", LAWS, "gaussian", f_t) if domain is None else "domain"
     train = _choice(time, "train_law", TRAIN_LAWS, "marginal", f_t)
     pattern = _origin(time.get("origin"), f"{f_t}.origin")
+    boundary = prog(f"{fld}.boundary", spec["boundary"], allow_t=True) if spec.get("boundary") is not None else None
     if law == "gaussian" and nu <= 0:
         raise PdeError(f"{f_t}.law", "'gaussian' spreads points as x₀ + √(2νt)ξ: it needs pde.operator.laplacian > 0")
     if law == "gbm":
@@ -293,18 +369,70 @@ def parabolic_from_spec(spec: Mapping, fld: str = "problem", check_only: bool = 
         reaction_view=view,
         exact_prog=exact_prog,
         pattern=pattern,
+        domain_obj=domain,
+        boundary_prog=boundary,
     )
-    if exact_prog is not None and (not check_only or small):
-        _check_terminal(problem, f"{fld}.exact")
+    if not check_only or small:
+        if domain is not None:
+            _check_domain(problem, fld)
+        if exact_prog is not None:
+            _check_terminal(problem, f"{fld}.exact")
     return problem
+
+
+def _domain_rules(time: Mapping, rule: str, f_t: str) -> None:
+    """What a bounded domain excludes: the soft rule, the Brownian/gbm laws, the Cole–Hopf route (all R^d)."""
+    if rule != "hard":
+        raise PdeError(f"{f_t}.rule", "a bounded domain needs the hard rule (u = G + (T − t)·B(x)·N)")
+    for key in ("law", "train_law"):
+        if time.get(key) is not None:
+            raise PdeError(
+                f"{f_t}.{key}", "leave it out on a bounded domain: points follow the domain's law, t ~ U[0, T]"
+            )
+    if time.get("solution") is not None:
+        raise PdeError(f"{f_t}.solution", "'cole_hopf' is a solution on R^d, not on a bounded domain")
+
+
+def _check_domain(p: SpecParabolicProblem, fld: str) -> None:
+    """x₀ inside Ω (the reference point and the curve u(t, x₀) live there), and h(·, T) = g on ∂Ω (else no u
+    meets both the terminal and the boundary values)."""
+    dom, x0 = p.domain_obj, p.origin(torch.float64)
+    if dom.kind == "cube":
+        inside = bool(((x0 > dom.low) & (x0 < dom.high)).all())
+    else:
+        lo, hi = dom.r_interval
+        inside = lo < float(x0.norm()) < hi if dom.kind == "annulus" else float(x0.norm()) < hi
+    if not inside:
+        raise PdeError(f"{fld}.time.origin", "must lie inside the domain (x₀ = 0 is not in an annulus: give one)")
+    if p.boundary_prog is None:
+        return
+    gen = torch.Generator().manual_seed(12345)
+    n = max(2, min(16, (1 << 21) // p.dim))
+    xb = p.domain_obj.sample_boundary(n, gen, torch.float64)
+    h, g = p.boundary_value(xb, torch.full((n,), p.T, dtype=torch.float64)), p.terminal.value(xb)
+    scale = max(float(g.abs().max()), float(h.abs().max()), 1e-300)
+    if not torch.isfinite(h).all() or float((h - g).abs().max()) > EXACT_CHECK_TOL * scale + 1e-12:
+        raise PdeError(f"{fld}.boundary", "h(x, T) differs from time.terminal g(x) on the boundary: they must agree")
 
 
 def _check_terminal(p: SpecParabolicProblem, fld: str) -> None:
     """u*(x, T) = g(x) at seeded points of the law at t = T (else the exact solution is not this problem's)."""
     n = max(2, min(16, (1 << 21) // p.dim))
-    xT = terminal_points(p, n, torch.Generator().manual_seed(12345), torch.float64)
-    x, t = xT[:, : p.dim], xT[:, p.dim]
+    gen = torch.Generator().manual_seed(12345)
+    if p.domain_obj is None:
+        xT = terminal_points(p, n, gen, torch.float64)
+        x, t = xT[:, : p.dim], xT[:, p.dim]
+    else:
+        x, t = p.sample_domain(n, gen, torch.float64), torch.full((n,), p.T, dtype=torch.float64)
     u, g = p.u_exact(x, t), p.terminal.value(x)
     scale = max(float(g.abs().max()), 1e-300)
     if not torch.isfinite(u).all() or float((u - g).abs().max()) > EXACT_CHECK_TOL * scale + 1e-12:
         raise PdeError(fld, "u*(x, T) differs from time.terminal g(x): the exact solution must meet the terminal value")
+    if p.domain_obj is not None:  # and u* = h on ∂Ω at uniform times
+        xb = p.domain_obj.sample_boundary(n, gen, torch.float64)
+        tb = torch.rand(n, generator=gen, dtype=torch.float64) * p.T
+        u, h = p.u_exact(xb, tb), p.boundary_value(xb, tb)
+        scale = max(float(h.abs().max()), 1e-300)
+        if not torch.isfinite(u).all() or float((u - h).abs().max()) > EXACT_CHECK_TOL * scale + 1e-12:
+            what = "boundary h(x, t)" if p.boundary_prog is not None else "time.terminal g(x) (no boundary given)"
+            raise PdeError(fld, f"u*(x, t) differs from the {what} on the domain's boundary")

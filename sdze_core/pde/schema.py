@@ -80,7 +80,7 @@ class PdeSpec(_Strict):
 
 
 class TimeSpec(_Strict):
-    """The terminal-value form u_t + L u + F = 0 on [0, T) × R^d, u(T, x) = g(x) (docs/pde.md)."""
+    """The terminal-value form u_t + L u + F = 0 on [0, T) × R^d (or × a domain), u(T, x) = g(x) (docs/pde.md)."""
 
     horizon: Number = Field(description="T, the terminal time (> 0)")
     terminal: str = Field(max_length=MAX_CHARS, description="g(x) = u(T, x), an expression in x")
@@ -88,11 +88,12 @@ class TimeSpec(_Strict):
         "hard", description="hard: u = g + (T − t)·N; soft: u = N plus a terminal-value loss"
     )
     terminal_weight: float | None = Field(None, gt=0, le=1e6, description="λ of the soft rule's loss (default 20)")
-    law: Literal["gaussian", "gbm"] = Field(
-        "gaussian", description="points: x₀ + √(2νt)ξ, or x₀·exp(σ√t ξ − σ²t/2), σ² = 2κ"
+    law: Literal["gaussian", "gbm"] | None = Field(
+        None,
+        description="points on R^d: x₀ + √(2νt)ξ (default), or x₀·exp(σ√t ξ − σ²t/2), σ² = 2κ; with a domain: its law",
     )
-    train_law: Literal["marginal", "paths"] = Field(
-        "marginal", description="training batches: the law's marginal, or Brownian paths from x₀ on 10 times"
+    train_law: Literal["marginal", "paths"] | None = Field(
+        None, description="training batches on R^d: the law's marginal (default), or Brownian paths from x₀"
     )
     origin: list[float] | None = Field(None, min_length=1, max_length=64, description="x₀: a pattern tiled to d")
     reference: Number | None = Field(None, description="u(0, x₀), where it is the only reference")
@@ -122,7 +123,9 @@ class PdeFields(_Strict):
     )
     domain: DomainSpec | None = Field(None, description="ball, annulus or cube (user PDEs)")
     pde: PdeSpec | None = Field(None, description="operator, reaction F(u), source f(x): the PDE written out")
-    boundary: str | None = Field(None, max_length=MAX_CHARS, description="g(x) (default 0 if exact vanishes there)")
+    boundary: str | None = Field(
+        None, max_length=MAX_CHARS, description="g(x) (default 0 if exact vanishes there); h(x, t) with time"
+    )
     exact: str | None = Field(None, max_length=MAX_CHARS, description="u*(x), or u*(x, t) with time; optional")
     time: TimeSpec | None = Field(None, description="horizon and terminal condition: a time-dependent problem")
 
@@ -130,7 +133,7 @@ class PdeFields(_Strict):
     @classmethod
     def _expr(cls, v: str | None, info: ValidationInfo) -> str | None:
         # coefficient names (and whether t may appear) are checked with the whole problem
-        return _syntax(v, info.field_name, None, allow_t=info.field_name == "exact")
+        return _syntax(v, info.field_name, None, allow_t=True)
 
     @property
     def is_user_pde(self) -> bool:
