@@ -28,6 +28,8 @@ from .config import (
     ZOConfig,
 )
 from .knobs import ADAM_KNOBS, KNOBS
+from .memory import estimate
+from .method_choice import AUTO, FIRST_ORDER_CHOICE, choose
 from .parabolic.hooks import estimator_conflict
 from .parabolic.problems import PARABOLIC_CATALOGUE
 from .pde.schema import parabolic_estimator_conflict, pde_order
@@ -63,22 +65,27 @@ def is_biharmonic(problem_name: str, pde: str | None = None) -> bool:
     return problem_name in CATALOGUE and CATALOGUE[problem_name][2] == "biharmonic"
 
 
-def solver_config(solver, problem_name: str, pde: str | None = None) -> SolverConfig:
-    """``SolverSpec`` → ``SolverConfig``: the method's preset with every knob the spec sets (not None)."""
+def solver_config(
+    solver, problem_name: str, pde: str | None = None, method: str | None = None, method_choice: str = ""
+) -> SolverConfig:
+    """``SolverSpec`` → ``SolverConfig``: the method's preset with every knob the spec sets (not None). ``method``
+    (with ``method_choice``, why) replaces the spec's ``"auto"`` (``method_choice.choose``)."""
     s = solver
-    preset = PRESETS[s.method]
+    method = method or s.method
+    preset = PRESETS[method]
     overrides = {k: getattr(s, k) for k in PRESET_KNOBS if getattr(s, k) is not None}
-    if s.method in FIRST_ORDER_METHODS:
+    if method in FIRST_ORDER_METHODS:
         adam = dataclasses.replace(preset, **{k: v for k, v in overrides.items() if k in ADAM_KNOBS})
         zo = PRESETS["sdze"]  # not read by a first-order method
     else:
         zo = dataclasses.replace(preset, **overrides)
         adam = PRESETS["sdgd_adam"]  # not read by a zeroth-order method
     estimator = s.estimator or (
-        "gauss" if is_biharmonic(problem_name, pde) else ("hte" if s.method == "hte_adam" else "sdgd")
+        "gauss" if is_biharmonic(problem_name, pde) else ("hte" if method == "hte_adam" else "sdgd")
     )
     return SolverConfig(
-        method=s.method,
+        method=method,
+        method_choice=method_choice,
         steps=s.steps,
         time_limit_s=s.time_limit_s,
         batch_size=s.batch_size,
@@ -91,18 +98,25 @@ def solver_config(solver, problem_name: str, pde: str | None = None) -> SolverCo
 
 
 def run_config(spec: JobSpec) -> RunConfig:
-    """The full run configuration of a validated spec (no checks: see ``conflicts``)."""
+    """The full run configuration of a validated spec (no checks: see ``conflicts``); ``method: "auto"`` is
+    resolved here (``method_choice``)."""
     pde = spec.problem.canonical_json() if spec.problem.is_user_pde else None
-    return RunConfig(
-        problem=ProblemConfig(spec.problem.name or "user", spec.problem.dim, spec.problem.seed, pde),
+    name = spec.problem.name or "user"
+    cfg = RunConfig(
+        problem=ProblemConfig(name, spec.problem.dim, spec.problem.seed, pde),
         model=ModelConfig(spec.model.width, spec.model.depth),
-        solver=solver_config(spec.solver, spec.problem.name or "user", pde),
+        solver=solver_config(spec.solver, name, pde, None if spec.solver.method != AUTO else FIRST_ORDER_CHOICE),
         eval=EvalConfig(spec.eval.test_points, spec.eval.every, sample_points=spec.eval.sample_points),
         seed=spec.seed,
         dtype=spec.dtype,
         checkpoint_every=spec.checkpoint_every,
         workers=spec.resources.workers,
     )
+    if spec.solver.method != AUTO:
+        return cfg
+    given = [k for k in PRESET_KNOBS if k not in ADAM_KNOBS and getattr(spec.solver, k) is not None]
+    method, why = choose(name, pde, spec.problem.dim, spec.resources.workers, given, estimate(cfg).total)
+    return dataclasses.replace(cfg, solver=solver_config(spec.solver, name, pde, method, why))
 
 
 def zo_conflicts(zo: ZOConfig) -> list[Conflict]:

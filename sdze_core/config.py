@@ -131,7 +131,8 @@ PRESETS: dict[str, ZOConfig | AdamConfig] = {
 
 @dataclass(frozen=True)
 class SolverConfig:
-    method: str = "sdze"
+    method: str = "sdze"  # a concrete method: a spec's "auto" is resolved before (method_choice)
+    method_choice: str = ""  # why "auto" chose ``method`` ("" when the spec named it)
     steps: int | None = 1000
     time_limit_s: float | None = None
     batch_size: int = 100

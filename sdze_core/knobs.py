@@ -66,8 +66,8 @@ DAY = 86400
 
 KNOBS: tuple[Knob, ...] = (
     # -- run level: the same default for every method --------------------------------------------------------
-    Knob("method", str, "the solver; its preset fills every preset knob left out", preset=False, default="sdze",
-         choices=METHODS),
+    Knob("method", str, "the solver; its preset fills every preset knob left out; auto: the measured best for the "
+         "problem's kind and d (sdze_core/method_choice.py)", preset=False, default="auto", choices=("auto", *METHODS)),
     Knob("steps", int, "training steps (null: only the time limit)", preset=False, default=1000, nullable=True,
          ge=1, le=100_000_000),
     Knob("time_limit_s", float, "training wall-time budget in seconds (null: only the steps)", preset=False,

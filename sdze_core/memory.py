@@ -31,6 +31,7 @@ points at d = 10^7 are 10^14 numbers to draw and push through the model at every
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 from .config import RunConfig, holdout_on
@@ -68,6 +69,14 @@ class MemoryEstimate:
         """``"152.95 GiB (weights 152.59 GiB, runtime 0.44 GiB, step 0.09 GiB)"``: the total and its parts."""
         items = sorted(((k, v) for k, v in self.parts.items() if v), key=lambda kv: -kv[1])
         return f"{gib(self.total)} ({', '.join(f'{k} {gib(v)}' for k, v in items)})"
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine (0 where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def gib(n: float) -> str:

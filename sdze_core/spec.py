@@ -84,7 +84,8 @@ class JobSpec(_Strict):
     def _combinations(self) -> JobSpec:
         """Build the run configuration and refuse every conflicting combination, one error per field involved."""
         given = {f for f in self.solver.model_fields_set if getattr(self.solver, f) is not None}  # null: unset
-        found = conflicts(run_config(self), given)
+        cfg = run_config(self)
+        found = conflicts(cfg, given)
         if not found:
             return self
         errors = []
@@ -92,8 +93,9 @@ class JobSpec(_Strict):
             from_preset = [f for f in c.fields if f in PRESET_KNOBS and f not in given]
             msg = c.msg
             if from_preset:
-                values = ", ".join(f"{f}={_preset_value(self, f)!r}" for f in from_preset)
-                msg += f" ({values} from the preset of method {self.solver.method!r})"
+                values = ", ".join(f"{f}={_preset_value(cfg, f)!r}" for f in from_preset)
+                chosen = f" ({cfg.solver.method_choice})" if cfg.solver.method_choice else ""
+                msg += f" ({values} from the preset of method {cfg.solver.method!r}{chosen})"
             fields = list(c.fields) + (["method"] if from_preset and "method" not in c.fields else [])
             for f in fields:
                 loc = tuple(f.split(".")) if "." in f else ("solver", f)
@@ -116,6 +118,6 @@ def _at(spec: JobSpec, loc: tuple[str, ...]) -> object:
     return node
 
 
-def _preset_value(spec: JobSpec, name: str) -> object:
-    cfg = run_config(spec).solver
-    return getattr(cfg.adam if spec.solver.method in FIRST_ORDER_METHODS else cfg.zo, name, None)
+def _preset_value(cfg: RunConfig, name: str) -> object:
+    s = cfg.solver
+    return getattr(s.adam if s.method in FIRST_ORDER_METHODS else s.zo, name, None)

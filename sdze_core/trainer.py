@@ -362,6 +362,7 @@ class Trainer:
             "reason": reason,
             "diverged": status == "failed" and (reason or "").startswith("diverged"),
             "method": cfg.solver.method,
+            "method_choice": cfg.solver.method_choice or None,  # why method "auto" chose it (null: the spec named it)
             "problem": cfg.problem.name,
             "dim": cfg.problem.dim,
             "workers": cfg.workers,

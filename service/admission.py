@@ -16,12 +16,11 @@ while Ray waits for resources.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sdze_core.config import RunConfig
-from sdze_core.memory import MemoryEstimate, estimate, gib, work
+from sdze_core.memory import MemoryEstimate, estimate, gib, machine_memory_bytes, work
 from sdze_core.spec import JobSpec
 
 from .problems import Problem
@@ -64,14 +63,6 @@ def capacity_from_ray() -> Capacity:
     )
     free = ray.available_resources()
     return Capacity(nodes, float(free.get("CPU", 0)), float(free.get("GPU", 0)))
-
-
-def machine_memory_bytes() -> int:
-    """Physical memory of this machine (the limit when no cluster is known and none is configured)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 def bundles_that_fit(nodes: tuple[Node, ...], gpus: float, memory: float) -> int:
