@@ -54,10 +54,10 @@ NO_EXACT = {
     "eval": {"test_points": 200, "every": 5, "sample_points": 100},
 }
 # Time-dependent problems (parabolic/): one with an exact solution at every t, one known only at (0, x₀) and at T.
-TIME_HJB = {
+TIME_HJB = {  # no method named: "auto" (the default) resolves it, and the pages say so
     "problem": {"name": "hjb_cole_hopf", "dim": 10},
     "model": {"width": 16},
-    "solver": {"method": "sdze", "steps": 20},
+    "solver": {"steps": 20},
     "eval": {"test_points": 200, "every": 5, "sample_points": 50},
 }
 TIME_HEAT = {
@@ -356,7 +356,7 @@ def test_browser_compare_reference_point_errors(server, jobs, tmp_path):
     url = f"{server.url}/compare?ids={a['id']},{b['id']}&metric=ref_rel_error#token={TOKEN}"
     box = _attrs(_browse(url, tmp_path, "compare-time", 1000), "compare-chart")
     labels = box["data-series"].split("|")
-    assert labels[0].startswith("sdgd_adam · semilinear_heat d=10") and labels[1].startswith("sdze · hjb_cole_hopf")
+    assert labels[0].startswith("sdgd_adam · semilinear_heat d=10") and labels[1].startswith("auto → sdze · hjb_cole")
     assert labels[2:] == ["terminal-only null 1", "terminal-only null 2"]  # g(x₀) alone, one per problem
     n_ref = [sum(1 for r in _csv_rows(server, j["id"]) if r["ref_rel_error"]) for j in (a, b)]
     assert box["data-points"].split(",")[:2] == [str(n) for n in n_ref] == ["5", "5"]
@@ -425,6 +425,9 @@ def test_browser_time_dependent_job_error_against_t(server, jobs, tmp_path, key)
         assert _attrs(dom, "origin-chart")["data-points"] == "5,5"
         assert "u is known at every t" in _text(dom)
         assert "the best constant K in g + (T − t)·K (the null" in _text(dom)
+        assert m["method"] == "sdze" and m["method_choice"].startswith("auto: time_soft problems")
+        flat = " ".join(_text(dom).split())
+        assert "auto → sdze" in flat and " ".join(m["method_choice"].split()) in flat
     else:  # known only at (0, x₀) (the reference value) and at t = T (g)
         assert [s["truth"] for s in S] == ["reference point", None, None, None, "terminal condition"]
         assert tc["data-points"] == "2,1" and tc["data-series"] == "rel L2 at t (model)|terminal-only null (N = 0)"

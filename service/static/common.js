@@ -116,8 +116,14 @@ function anisoBadge(aniso) {
   return el("span", { class: "aniso " + cls, title: ANISO_HELP }, fmt(aniso));
 }
 
+// The method as run: a spec's "auto" is resolved per job (metrics.method once the job has reported).
+function methodLabel(spec, metrics) {
+  const asked = (spec.solver || {}).method || "auto";
+  return asked === "auto" && metrics && metrics.method ? "auto → " + metrics.method : asked;
+}
+
 // Spec facts a person asks first: what was solved, how, with what budget.
-function specFacts(spec) {
+function specFacts(spec, metrics) {
   const p = spec.problem || {}, s = spec.solver || {}, r = spec.resources || {};
   const budget = [s.steps != null ? s.steps + " steps" : null, s.time_limit_s != null ? s.time_limit_s + " s" : null]
     .filter(Boolean).join(" or ") || "–";
@@ -136,6 +142,6 @@ function specFacts(spec) {
     " (" + (p.time.rule || "hard") + " terminal rule)"]);
   if (p.boundary) facts.push(["boundary u =", p.boundary]);
   if (p.exact) facts.push(["exact u* =", p.exact]);
-  return facts.concat([["method", s.method || "sdze"], ["budget", budget], ["workers", r.workers ?? 1],
+  return facts.concat([["method", methodLabel(spec, metrics)], ["budget", budget], ["workers", r.workers ?? 1],
     ["seed", spec.seed ?? "–"]]);
 }

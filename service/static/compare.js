@@ -26,7 +26,8 @@ async function loadAll(id) {
 
 function label(j) {
   const s = j.job.spec;
-  return s.solver.method + " · " + (s.problem.name || "custom") + " d=" + s.problem.dim + " · " + j.job.id.slice(-6);
+  return methodLabel(s, j.job.metrics) + " · " + (s.problem.name || "custom") + " d=" + s.problem.dim + " · " +
+    j.job.id.slice(-6);
 }
 
 function render() {
@@ -58,7 +59,7 @@ function render() {
 
 function jobRow(j) {
   const job = j.job, m = job.metrics || {}, p = job.progress || {};
-  const facts = Object.fromEntries(specFacts(job.spec));
+  const facts = Object.fromEntries(specFacts(job.spec, job.metrics));
   const acc = accuracy(p, job.metrics);
   return el("tr", { "data-job": job.id, "data-state": job.state },
     el("td", {}, el("a", { href: "/job?id=" + encodeURIComponent(job.id) + location.hash }, job.id)),

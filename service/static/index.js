@@ -73,7 +73,7 @@ function row(j) {
     el("td", {}, fmt(p.loss)),
     ...accuracyCells(j),
     el("td", {}, (j.spec.problem.name || "custom") + " d=" + j.spec.problem.dim),
-    el("td", {}, j.spec.solver.method),
+    el("td", {}, methodLabel(j.spec, j.metrics)),
     el("td", { class: "muted nowrap", title: j.created_at }, (j.created_at || "").slice(5, 16).replace("T", " ")));
 }
 

@@ -35,8 +35,9 @@ function renderJob() {
     if (j.state === "failed") kids.push(" · ", downloadLink(base + "/log", jobId + "-error.log", "full log"));
     reason.replaceChildren(...kids);
   }
-  kvRows("spec", specFacts(j.spec).concat([["model", "width " + j.spec.model.width + ", depth " + j.spec.model.depth],
-    ["evaluation", j.spec.eval.test_points + " test points every " + j.spec.eval.every + " steps"]]));
+  const choice = j.metrics && j.metrics.method_choice ? [["method choice", j.metrics.method_choice]] : [];
+  kvRows("spec", specFacts(j.spec, j.metrics).concat(choice, [["model", "width " + j.spec.model.width + ", depth " +
+    j.spec.model.depth], ["evaluation", j.spec.eval.test_points + " test points every " + j.spec.eval.every + " steps"]]));
   document.getElementById("spec-json").textContent = JSON.stringify(j.spec, null, 2);
   const acc = accuracy(p, j.metrics);
   const out = [["step", (p.step == null ? "–" : p.step) + (p.steps ? " / " + p.steps : "")], ["loss", fmt(p.loss)]];
