@@ -18,6 +18,15 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def _finished(c: httpx.Client, jid: str, timeout: float = 240) -> dict:
+    """Poll the job until it ends; its last view."""
+    deadline = time.monotonic() + timeout
+    while (job := c.get(f"/v1/jobs/{jid}").json())["state"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    return job
+
+
 def test_time_dependent_job_over_rest(tmp_path, capsys):
     spec = {
         "problem": {"name": "hjb_cole_hopf", "dim": 20},
@@ -34,10 +43,7 @@ def test_time_dependent_job_over_rest(tmp_path, capsys):
         r = c.post("/v1/jobs", json=spec)
         assert r.status_code == 202, r.text
         jid = r.json()["id"]
-        deadline = time.monotonic() + 240
-        while (job := c.get(f"/v1/jobs/{jid}").json())["state"] not in ("succeeded", "failed", "cancelled"):
-            assert time.monotonic() < deadline, job
-            time.sleep(0.5)
+        job = _finished(c, jid)
         assert job["state"] == "succeeded", job
         m = c.get(f"/v1/jobs/{jid}/artifacts/metrics.json").json()
         for k in ("rel_l2", "null_rel_l2", "null_terminal_rel_l2", "ref_rel_error", "ref_value", "val_residual"):
@@ -80,9 +86,7 @@ def test_time_dependent_job_over_rest(tmp_path, capsys):
         r = c.post("/v1/jobs", json=user)
         assert r.status_code == 202, r.text
         uid = r.json()["id"]
-        while (job := c.get(f"/v1/jobs/{uid}").json())["state"] not in ("succeeded", "failed", "cancelled"):
-            assert time.monotonic() < deadline + 240, job
-            time.sleep(0.5)
+        job = _finished(c, uid)
         assert job["state"] == "succeeded", job
         m = c.get(f"/v1/jobs/{uid}/artifacts/metrics.json").json()
         for k in ("rel_l2", "null_rel_l2", "ref_rel_error", "val_residual"):
@@ -100,9 +104,7 @@ def test_time_dependent_job_over_rest(tmp_path, capsys):
         r = c.post("/v1/jobs", json=ball)
         assert r.status_code == 202, r.text
         bid = r.json()["id"]
-        while (job := c.get(f"/v1/jobs/{bid}").json())["state"] not in ("succeeded", "failed", "cancelled"):
-            assert time.monotonic() < deadline + 480, job
-            time.sleep(0.5)
+        job = _finished(c, bid)
         assert job["state"] == "succeeded", job
         m = c.get(f"/v1/jobs/{bid}/artifacts/metrics.json").json()
         for k in ("rel_l2", "null_rel_l2", "null_terminal_rel_l2", "ref_rel_error", "val_residual"):
