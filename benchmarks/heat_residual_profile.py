@@ -29,16 +29,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from knob_args import knob_override  # noqa: E402
+
 from sdze_core.parabolic.residual import batch_from_points, net_jet, residual, sample_spatial, u_jet  # noqa: E402
 from sdze_core.parabolic.sampling import terminal_points  # noqa: E402
 from sdze_core.seeds import generator  # noqa: E402
 from sdze_core.solver import Solver  # noqa: E402
 from sdze_core.spec import JobSpec  # noqa: E402
-
-
-def _knob(text: str) -> tuple[str, object]:
-    name, _, value = text.partition("=")
-    return name, json.loads(value)
 
 
 @torch.no_grad()
@@ -79,7 +76,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the job seed")
     ap.add_argument("--slices", type=int, default=30)
     ap.add_argument("--points", type=int, default=1000)
-    ap.add_argument("--knob", type=_knob, action="append", default=[], help="NAME=JSON, a solver knob")
+    ap.add_argument("--knob", type=knob_override, action="append", default=[], help="NAME=JSON, a solver knob")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)

@@ -23,13 +23,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from knob_args import knob_override  # noqa: E402
+
 from sdze_core.solver import Solver  # noqa: E402
 from sdze_core.spec import JobSpec  # noqa: E402
-
-
-def _knob(text: str) -> tuple[str, object]:
-    name, _, value = text.partition("=")
-    return name, json.loads(value)
 
 
 def main() -> None:
@@ -38,7 +35,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0, help="the job seed")
-    ap.add_argument("--knob", type=_knob, action="append", default=[], help="NAME=JSON, a solver knob")
+    ap.add_argument("--knob", type=knob_override, action="append", default=[], help="NAME=JSON, a solver knob")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)

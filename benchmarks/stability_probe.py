@@ -14,6 +14,7 @@ import sys
 import time
 
 import torch
+from knob_args import knob_override  # benchmarks/, the script's own folder
 
 from sdze_core.solver import Solver
 from sdze_core.spec import JobSpec
@@ -26,15 +27,13 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--problem", default="sine_gordon_two_body")
     ap.add_argument("--test-points", type=int, default=2000)
-    ap.add_argument("--set", action="append", default=[], help="solver override key=json-value")
+    ap.add_argument("--set", type=knob_override, action="append", default=[], help="solver override key=json-value")
     ap.add_argument("--estimator", default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--seed", type=int, default=0, help="the job seed (initialization, batches); u* keeps seed 0")
     a = ap.parse_args()
     solver = {"method": "sdze", "steps": a.steps}
-    for kv in a.set:
-        k, v = kv.split("=", 1)
-        solver[k] = json.loads(v)
+    solver.update(a.set)
     spec = JobSpec.model_validate(
         {
             "problem": {"name": a.problem, "dim": a.dim},
