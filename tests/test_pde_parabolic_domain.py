@@ -194,3 +194,26 @@ def test_sdze_learns_the_heat_kernel_on_a_ball_below_its_null():
         s.local_step(t)
     ev = s.evaluate_test()
     assert math.isfinite(ev["rel_l2"]) and ev["aniso_ratio"] < 0.5, ev
+
+
+@pytest.mark.parametrize("kind", sorted(DOMAINS))
+def test_u_jet_along_dense_directions_is_the_autograd_directional_derivative(kind):
+    """The Rademacher (hte) route: u's jet along dense v is [u, v·∇u, vᵀ∇²u v / 2] and along e_t [u, u_t, u_tt / 2]."""
+    spec = _user(kind)  # Rademacher probes serve νΔ, the drift and |∇u|², not the diagonal diffusion
+    spec["pde"] = {**spec["pde"], "operator": {"laplacian": 0.7, "drift": -0.3}}
+    p = problem_from_spec(spec)
+    d = p.dim
+    net, N = _net(d, seed=7)
+    xt = sample_points(p, 4, generator(5), F64)
+    v = (torch.randint(0, 2, (3, d), generator=generator(6)) * 2 - 1).to(F64)
+    b = batch_from_points(p, xt, Directions(order=2, weight=1 / 3, vecs=v))
+    u = u_jet(b, net_jet(b, net.W, net.b)[1])
+    u_fn = _u_fn(p, N)
+    for i in range(4):
+        x, t = xt[i, :d], xt[i, d]
+        g, H = grad(u_fn, 0)(x, t), hessian(u_fn, 0)(x, t)
+        torch.testing.assert_close(u[0][i, 0], u_fn(x, t), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(u[1][i, :3], v @ g, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(u[2][i, :3], 0.5 * torch.einsum("sd,de,se->s", v, H, v), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(u[1][i, 3], grad(u_fn, 1)(x, t), rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(u[2][i, 3], 0.5 * grad(grad(u_fn, 1), 1)(x, t), rtol=1e-10, atol=1e-10)
