@@ -12,11 +12,14 @@ Grammar (EBNF; ``^`` binds tighter than unary minus and is right-associative, so
     term   := unary (("*" | "/") unary)*
     unary  := ("+" | "-") unary | power
     power  := atom ("^" unary)?
-    atom   := NUMBER | "d" | "u" | "t" | "pi" | "(" expr ")"
+    atom   := NUMBER | "d" | "u" | "t" | "pi" | "(" expr ")" | LET
             | "x" "[" index "]" | COEF "[" index "]"
             | FUNC "(" expr ")" | "norm2" "(" "x" ")"
             | ("sum" | "max" | "min") "(" expr "," "i" ")"
     index  := "i" (("+" | "-") INT)? | INT | "d" "-" INT
+
+``LET`` is a name the problem's ``let`` object defines (``parse_lets``): it stands for its parsed expression, as if
+written out in parentheses (so the compiler still shares it), and may use the names defined before it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ MAX_EXPONENT = 64.0  # |p| of a power x^p (p must be a constant)
 MAX_OFFSET = 8  # |k| in x[i+k], c[i+k]
 MAX_COEF_VECTORS = 8  # named coefficient vectors per problem
 MAX_NUMBER = 1e12  # |literal|
+MAX_LETS = 16  # named subexpressions per problem (``let``)
 
 FUNCS = ("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "arctan", "abs", "sinh", "cosh")
 REDUCERS = ("sum", "max", "min")
@@ -194,9 +198,18 @@ def tokenize(text: str, fld: str) -> list[Tok]:
 # -- parser ------------------------------------------------------------------------------------------------
 class _Parser:
     def __init__(
-        self, text: str, fld: str, coef_names: frozenset[str], allow_u: bool, allow_x: bool, allow_t: bool = False
+        self,
+        text: str,
+        fld: str,
+        coef_names: frozenset[str],
+        allow_u: bool,
+        allow_x: bool,
+        allow_t: bool = False,
+        lets: dict[str, Node] | None = None,
     ):
         self.fld, self.allow_u, self.allow_x, self.allow_t = fld, allow_u, allow_x, allow_t
+        self.lets_any = lets is None and coef_names is None  # syntax-only check: any bare name may be a let
+        self.lets = lets or {}
         self.coefs_any = coef_names is None  # syntax-only check: any name[...] may be a coefficient
         self.coefs = frozenset() if coef_names is None else coef_names
         self._gen = tokens(text, fld)
@@ -339,8 +352,31 @@ class _Parser:
             self.err("i may only appear as an index, x[i+k] or c[i+k]", t.pos)
         if name in FUNCS or name in REDUCERS or name == "norm2":
             return self.call(t)
-        known = ", ".join(FUNCS + REDUCERS + ("norm2", "x", "d", "u", "t", "pi") + tuple(sorted(self.coefs)))
-        self.err(f"unknown name {name!r} (known: {known})", t.pos)
+        if name in self.lets:
+            return self.let(name, t.pos)
+        if self.lets_any and COEF_NAME.match(name):  # resolved with the whole problem (its let object)
+            return self.node(Num(t.pos, 0.0))
+        names = FUNCS + REDUCERS + ("norm2", "x", "d", "u", "t", "pi") + tuple(sorted(self.coefs | set(self.lets)))
+        self.err(f"unknown name {name!r} (known: {', '.join(names)})", t.pos)
+
+    def let(self, name: str, pos: int) -> Node:
+        """A let name: its tree, if it may stand here (what it reads is allowed in this field; no reduction
+        inside another); it counts its nodes against this expression's bound."""
+        body = self.lets[name]
+        inner = list(walk(body))
+        if any(isinstance(m, U) for m in inner) and (not self.allow_u or self.window):
+            where = "inside sum/max/min" if self.allow_u else "outside pde.reaction"
+            self.err(f"{name} (a let) reads u, which is not allowed {where}", pos)
+        if not self.allow_t and any(isinstance(m, Time) for m in inner):
+            self.err(f"{name} (a let) reads t, which is not allowed here", pos)
+        if not self.allow_x and any(isinstance(m, (X, Coef, Norm2)) for m in inner):
+            self.err(f"{name} (a let) reads x, which is not allowed here", pos)
+        if self.window and any(isinstance(m, Reduce) for m in inner):
+            self.err(f"{name} (a let) holds a sum/max/min: not allowed inside another sum/max/min", pos)
+        self.nodes += len(inner)
+        if self.nodes > MAX_NODES:
+            raise PdeError(self.fld, f"more than {MAX_NODES} nodes (with {name} written out)", pos)
+        return body
 
     def call(self, t: Tok) -> Node:
         name = t.text
@@ -447,14 +483,54 @@ def parse(
     allow_u: bool = False,
     allow_t: bool = False,
     allow_x: bool | None = None,
+    lets: dict[str, Node] | None = None,
 ) -> Node:
     """Parse ``text`` (field ``fld``) into a tree; ``allow_u`` for the reaction F(u) (then x is refused unless
-    ``allow_x``: a time-dependent problem's reaction F(u; x, t)); ``allow_t`` admits the time t.
+    ``allow_x``: a time-dependent problem's reaction F(u; x, t)); ``allow_t`` admits the time t; ``lets`` are the
+    problem's named subexpressions (``parse_lets``).
 
-    ``coef_names=None`` accepts any unreserved ``name[...]`` as a coefficient (a syntax-only check)."""
+    ``coef_names=None`` accepts any unreserved ``name[...]`` as a coefficient and any other unreserved name as a let
+    (a syntax-only check)."""
     names = None if coef_names is None else frozenset(coef_names)
     ax = (not allow_u) if allow_x is None else allow_x
-    return _Parser(text, fld, names, allow_u, allow_x=ax, allow_t=allow_t).parse()
+    return _Parser(text, fld, names, allow_u, allow_x=ax, allow_t=allow_t, lets=lets).parse()
+
+
+def parse_lets(spec: object, fld: str, coef_names: frozenset[str], allow_t: bool) -> dict[str, Node]:
+    """The problem's ``let`` object {name: expression} → {name: tree}. A name is 1–16 letters, digits or ``_``
+    (a letter first), neither reserved nor a coefficient's; an expression reads x, t (time-dependent problems), u,
+    coefficients, d and the other lets, never itself through another (a cycle is refused). Where a let is used, what
+    it reads must be allowed there (u only in pde.reaction, outside sum/max/min; x not in a stationary reaction).
+    The object's key order does not matter (canonical JSON sorts it): each is parsed after the lets it names."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict) or len(spec) > MAX_LETS:
+        raise PdeError(fld, f"must be an object of at most {MAX_LETS} name: expression pairs")
+    deps: dict[str, set[str]] = {}
+    for name, text in spec.items():
+        if not isinstance(name, str) or not COEF_NAME.match(name) or name in RESERVED or name in coef_names:
+            raise PdeError(
+                f"{fld}.{name}",
+                "a let name is 1-16 letters, digits or _ (a letter first), not a reserved word or a coefficient's name",
+            )
+        if not isinstance(text, str):
+            raise PdeError(f"{fld}.{name}", "must be a string expression")
+        deps[name] = {tok.text for tok in tokens(text, f"{fld}.{name}") if tok.kind == "name" and tok.text in spec}
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(deps):  # Kahn's order; what is left when nothing is ready is a cycle
+        ready = sorted(n for n in deps if n not in done and deps[n] <= done)
+        if not ready:
+            cyc = sorted(n for n in deps if n not in done)
+            raise PdeError(f"{fld}.{cyc[0]}", f"lets refer to each other in a cycle ({', '.join(cyc)})")
+        order += ready
+        done |= set(ready)
+    lets: dict[str, Node] = {}
+    for name in order:
+        lets[name] = parse(
+            spec[name], f"{fld}.{name}", coef_names, allow_u=True, allow_t=allow_t, allow_x=True, lets=dict(lets)
+        )
+    return lets
 
 
 def to_text(n: Node) -> str:

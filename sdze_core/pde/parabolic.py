@@ -41,7 +41,7 @@ from ..parabolic.sampling import terminal_points
 from ..taylor import Jet, boundary_jet
 from .compile import Program, compile_tree
 from .domain import Domain
-from .expr import PdeError, parse
+from .expr import PdeError, parse, parse_lets
 from .problem import CHECK_VANISHING_MAX_DIM, MAX_REACTION_CHARS, _coefficients, _const, _domain
 from .scalar import ScalarView, find_op
 from .terminal_expr import ExprTerminal
@@ -213,7 +213,7 @@ def _origin(v: Any, fld: str) -> tuple[float, ...]:
 def parabolic_from_spec(spec: Mapping, fld: str = "problem", check_only: bool = False) -> SpecParabolicProblem:
     """Validate and compile a time-dependent problem (``spec`` has ``time``); errors are ``PdeError``s naming
     the field. ``check_only`` skips the O(d) checks above d = CHECK_VANISHING_MAX_DIM (as for stationary PDEs)."""
-    extra = set(spec) - {"dim", "pde", "time", "exact", "coefficients", "name", "domain", "boundary"}
+    extra = set(spec) - {"dim", "pde", "time", "exact", "coefficients", "name", "domain", "boundary", "let"}
     if extra:
         raise PdeError(fld, f"unknown fields {sorted(extra)}")
     d = spec.get("dim")
@@ -227,6 +227,7 @@ def parabolic_from_spec(spec: Mapping, fld: str = "problem", check_only: bool = 
     small = d <= CHECK_VANISHING_MAX_DIM
     coefs = _coefficients(spec.get("coefficients", {}), d, f"{fld}.coefficients", draw=not check_only or small)
     names = frozenset(coefs)
+    lets = parse_lets(spec.get("let"), f"{fld}.let", names, allow_t=True)
     pde = spec.get("pde", {})
     if not isinstance(pde, Mapping):
         raise PdeError(f"{fld}.pde", "must be an object")
@@ -271,7 +272,8 @@ def parabolic_from_spec(spec: Mapping, fld: str = "problem", check_only: bool = 
             raise PdeError(key, "must be a string expression")
         if allow_u and len(text) > MAX_REACTION_CHARS:
             raise PdeError(key, f"longer than {MAX_REACTION_CHARS} characters")
-        return compile_tree(parse(text, key, names, allow_u=allow_u, allow_t=allow_t, allow_x=True), d, coefs, key)
+        tree = parse(text, key, names, allow_u=allow_u, allow_t=allow_t, allow_x=True, lets=lets)
+        return compile_tree(tree, d, coefs, key)
 
     reaction = prog(f"{fld}.pde.reaction", pde.get("reaction", "0"), allow_u=True, allow_t=True)
     time = spec.get("time")

@@ -25,7 +25,7 @@ from torch import Tensor
 from .compile import Program, compile_tree
 from .derive import Laplacian
 from .domain import KINDS, Domain
-from .expr import COEF_NAME, MAX_COEF_VECTORS, RESERVED, PdeError, parse
+from .expr import COEF_NAME, MAX_COEF_VECTORS, RESERVED, PdeError, parse, parse_lets
 
 MAX_REACTION_CHARS = 2_000
 CHECK_VANISHING_MAX_DIM = 100_000  # at submit, "u* = 0 on the boundary" is checked up to this d (else at job start)
@@ -133,7 +133,7 @@ class PdeProblem:
     ):
         if not isinstance(spec, Mapping):
             raise PdeError(fld, "must be an object")
-        known = {"dim", "domain", "pde", "boundary", "exact", "coefficients", "name"}
+        known = {"dim", "domain", "pde", "boundary", "exact", "coefficients", "name", "let"}
         extra = set(spec) - known
         if extra:
             raise PdeError(fld, f"unknown fields {sorted(extra)}")
@@ -148,6 +148,7 @@ class PdeProblem:
         self.coefficients = coefs
         self.c = next(iter(coefs.values())) if coefs else torch.zeros(0, dtype=torch.float64)
         names = frozenset(coefs)
+        lets = parse_lets(spec.get("let"), f"{fld}.let", names, allow_t=False)
         pde = spec.get("pde")
         if not isinstance(pde, Mapping) or set(pde) - {"operator", "reaction", "source"}:
             raise PdeError(f"{fld}.pde", "must be an object with operator, reaction, source")
@@ -166,7 +167,7 @@ class PdeProblem:
             f = f"{fld}.{key}"
             if allow_u and isinstance(text, str) and len(text) > MAX_REACTION_CHARS:
                 raise PdeError(f, f"longer than {MAX_REACTION_CHARS} characters")
-            return compile_tree(parse(text, f, names, allow_u=allow_u), d, coefs, f)
+            return compile_tree(parse(text, f, names, allow_u=allow_u, lets=lets), d, coefs, f)
 
         self.reaction = prog("pde.reaction", pde.get("reaction", "0"), allow_u=True)
         self.exact = prog("exact", spec["exact"]) if spec.get("exact") is not None else None

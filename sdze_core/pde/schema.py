@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .expr import MAX_CHARS, MAX_COEF_VECTORS, PdeError, parse
+from .expr import MAX_CHARS, MAX_COEF_VECTORS, MAX_LETS, PdeError, parse
 from .problem import problem_from_spec
 
 MAX_DIM = 10_000_000
@@ -128,6 +128,20 @@ class PdeFields(_Strict):
     )
     exact: str | None = Field(None, max_length=MAX_CHARS, description="u*(x), or u*(x, t) with time; optional")
     time: TimeSpec | None = Field(None, description="horizon and terminal condition: a time-dependent problem")
+    let: dict[str, str] | None = Field(
+        None, max_length=MAX_LETS, description="named subexpressions {name: expression}, usable in every expression"
+    )
+
+    @field_validator("let")
+    @classmethod
+    def _lets(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for name, text in (v or {}).items():
+            if len(text) > MAX_CHARS:
+                raise PydanticCustomError(
+                    "pde_expression", "let.{name}: longer than {n} characters", {"name": name, "n": MAX_CHARS}
+                )
+            _syntax(text, f"let.{name}", None, allow_u=True, allow_t=True)
+        return v
 
     @field_validator("boundary", "exact")
     @classmethod
@@ -143,7 +157,11 @@ class PdeFields(_Strict):
     def _pde_form(self) -> PdeFields:
         name = getattr(self, "name", None)
         if self.pde is None:
-            extra = [k for k in ("coefficients", "domain", "boundary", "exact", "time") if getattr(self, k) is not None]
+            extra = [
+                k
+                for k in ("coefficients", "domain", "boundary", "exact", "time", "let")
+                if getattr(self, k) is not None
+            ]
             if extra:
                 raise PydanticCustomError(
                     "pde_form", "{fields}: only with a written-out PDE (add pde)", {"fields": ", ".join(extra)}
@@ -169,7 +187,7 @@ class PdeFields(_Strict):
 
     def as_dict(self) -> dict[str, Any]:
         """The plain JSON form that ``problem_from_spec`` reads: dim and the §3.1 fields (None dropped)."""
-        keys = {"dim", "coefficients", "domain", "pde", "boundary", "exact", "time"}
+        keys = {"dim", "coefficients", "domain", "pde", "boundary", "exact", "time", "let"}
         return {k: v for k, v in self.model_dump(exclude_none=True, mode="json").items() if k in keys}
 
     def canonical_json(self) -> str:

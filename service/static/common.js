@@ -132,6 +132,7 @@ function specFacts(spec, metrics) {
     const set = Object.entries(p.domain).filter(([k, v]) => v != null && k !== "kind");
     facts.push(["domain", p.domain.kind + (set.length ? " (" + set.map(([k, v]) => k + " " + v).join(", ") + ")" : "")]);
   }
+  if (p.let) facts.push(["let", Object.entries(p.let).map(([k, v]) => k + " = " + v).join("; ")]);
   if (p.pde) {  // a user PDE, shown as written: operator[u] + F(u) = f
     const op = Object.entries(p.pde.operator || {}).filter(([, c]) => c != null && c !== 0)
       .map(([k, c]) => (c === 1 ? "" : c + "·") + k + "[u]").join(" + ");
