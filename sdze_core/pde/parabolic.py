@@ -44,7 +44,7 @@ from .domain import Domain
 from .expr import PdeError, parse, parse_lets
 from .problem import CHECK_VANISHING_MAX_DIM, MAX_REACTION_CHARS, _coefficients, _const, _domain
 from .scalar import ScalarView, find_op
-from .terminal_expr import ExprTerminal
+from .terminal_expr import ExprTerminal, directional_jets
 
 TIME_FIELDS = ("horizon", "terminal", "rule", "terminal_weight", "law", "train_law", "origin", "reference", "solution")
 PDE_FIELDS = ("operator", "reaction", "gradient_square", "gradient_power", "power", "constant")
@@ -98,25 +98,10 @@ class SpecParabolicProblem(ParabolicProblem):
             return None
         h, T = self.boundary_prog, torch.full_like(t, self.T)
         value = h(x=x, t=t) - h(x=x, t=T)
-        S = spatial.count
-        d1 = torch.zeros(x.shape[0], S, dtype=x.dtype, device=x.device)
-        d2 = torch.zeros_like(d1)
         if _reads_x(h):
-
-            def lift(y: Tensor) -> Tensor:
-                return h(x=y, t=t) - h(x=y, t=T)
-
-            for s in range(S):
-                if spatial.idx is not None:
-                    v = torch.zeros_like(x)
-                    v[:, int(spatial.idx[s])] = 1.0
-                else:
-                    v = spatial.vecs[s].to(x.dtype).expand_as(x)
-
-                def first(y: Tensor, v: Tensor = v) -> Tensor:
-                    return torch.func.jvp(lift, (y,), (v,))[1]
-
-                d1[:, s], d2[:, s] = torch.func.jvp(first, (x,), (v,))
+            d1, d2 = directional_jets(lambda y: h(x=y, t=t) - h(x=y, t=T), x, spatial)
+        else:
+            d1 = d2 = torch.zeros(x.shape[0], spatial.count, dtype=x.dtype, device=x.device)
         one = torch.ones_like(t)
 
         def in_time(tt: Tensor) -> Tensor:

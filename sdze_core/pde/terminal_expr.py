@@ -141,19 +141,24 @@ class ExprTerminal:
         return p0, p1 * vi, p2 * vi * vi
 
     def _general_jets(self, x: Tensor, dirs: Directions) -> tuple[Tensor, Tensor, Tensor]:
-        f = self.prog
-        g1, g2 = [], []
-        for s in range(dirs.count):
-            if dirs.idx is not None:
-                v = torch.zeros_like(x)
-                v[:, int(dirs.idx[s])] = 1.0
-            else:
-                v = dirs.vecs[s].to(x.dtype).expand_as(x)
+        return (self.prog(x), *directional_jets(self.prog, x, dirs))
 
-            def first(y, v=v):
-                return torch.func.jvp(f, (y,), (v,))[1]
 
-            a, b = torch.func.jvp(first, (x,), (v,))
-            g1.append(a)
-            g2.append(b)
-        return f(x), torch.stack(g1, 1), torch.stack(g2, 1)
+def directional_jets(f, x: Tensor, dirs: Directions) -> tuple[Tensor, Tensor]:
+    """(D_v f (N, S), D_v² f (N, S)) of a pointwise function f: (N, d) → (N,) along each of the S directions, by
+    nested forward-mode jvp (S evaluations of f and its first two derivatives; f is θ-free data, no backward)."""
+    g1, g2 = [], []
+    for s in range(dirs.count):
+        if dirs.idx is not None:
+            v = torch.zeros_like(x)
+            v[:, int(dirs.idx[s])] = 1.0
+        else:
+            v = dirs.vecs[s].to(x.dtype).expand_as(x)
+
+        def first(y, v=v):
+            return torch.func.jvp(f, (y,), (v,))[1]
+
+        a, b = torch.func.jvp(first, (x,), (v,))
+        g1.append(a)
+        g2.append(b)
+    return torch.stack(g1, 1), torch.stack(g2, 1)
