@@ -20,7 +20,9 @@ TIE = 0.10  # within 10 % the two are even at this budget: auto may pick either 
 PAIRS = [
     ("bsb", 100, "rel_l2", "acc14_bsb_d100_5min_sdze_s5", "acc14_bsb_d100_5min_sdgd_adam_s5"),
     ("reaction_diffusion", 100, "rel_l2", "acc14_rd_d100_5min_sdze_s5", "acc14_rd_d100_5min_sdgd_adam_s5"),
+    ("bsb", 1000, "rel_l2", "acc14_bsb_d1000_5min_sdze_s9", "acc14_bsb_d1000_5min_sdgd_adam_s9"),
     ("bsb", 10_000, "rel_l2", "acc14_bsb_d1e4_5min_sdze_s5", "acc14_bsb_d1e4_5min_sdgd_adam_s5"),
+    ("user", 100, "rel_l2", "acc14_heat_ball_d100_5min_sdze_s9", "acc14_heat_ball_d100_5min_sdgd_adam_s9"),
     ("semilinear_heat", 1000, "ref_rel_error", "acc14_heat_d1000_10min_sdze_s8", "acc14_heat_d1000_10min_sdgd_adam_s8"),
     ("semilinear_heat", 10_000, "ref_rel_error", "acc14_heat_d1e4_10min_sdze_s8", "acc14_heat_d1e4_10min_sdgd_adam_s8"),
     (
