@@ -10,10 +10,12 @@ concrete method; ``SolverConfig.method_choice`` says why (metrics.json ``method_
 4. memory: where (3) says ``sdgd_adam`` but its estimated peak (``memory.estimate``: weights, gradient and two Adam
    moments, 4P numbers against sdze's P) exceeds half of this machine's physical memory → ``sdze``.
 
-The crossover dimensions come from committed side-by-side runs (docs/benchmarks.md "method: auto"): a family's
-threshold lies between the largest d where first-order won and the smallest where ``sdze`` won (their geometric
-mean); a family where ``sdze`` won or tied at every measured d has threshold 0. Re-measure and edit the table, not
-the code, when the engines change.
+The crossover dimensions come from committed side-by-side runs (docs/benchmarks.md "method: auto"): at each
+measured d the winner of a family is the method with the lower geometric mean of its errors over that family's
+problems (they can disagree: at d = 1000 first-order wins reaction–diffusion by 55× and loses Black–Scholes–Barenblatt
+by 1.6×); a family's threshold lies between the largest d where first-order won and the smallest where ``sdze`` won
+(their geometric mean); a family where ``sdze`` won or tied at every measured d has threshold 0. Re-measure and edit
+the table, not the code, when the engines change (``tests/test_method_choice.py`` checks it against the runs).
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ CROSSOVERS: dict[str, Crossover] = {
         "d = 10³: 6.6e-4 vs 1.19e-3",
     ),
     "time_hard": Crossover(
-        316,
-        "5 min, rel L2: d = 100: bsb sdgd_adam 1.28e-3 vs sdze 2.34e-3, reaction_diffusion 3.4e-4 vs 1.8e-2; "
-        "d = 10⁴: bsb sdze 4.43e-3 vs sdgd_adam 9.95e-2",
+        3162,
+        "5 min, rel L2, sdze vs sdgd_adam: d = 100: bsb 2.36e-3 vs 1.28e-3, reaction_diffusion 1.81e-2 vs 3.41e-4, "
+        "heat on a ball 3.18e-2 vs 1.42e-2; d = 1000: reaction_diffusion 6.29e-2 vs 1.15e-3 but bsb 4.65e-3 vs "
+        "7.37e-3 (geometric mean: sdgd_adam); d = 10⁴: bsb 4.43e-3 vs 9.95e-2",
     ),
 }
 
