@@ -336,7 +336,10 @@ class _Parser:
             return self.node(U(t.pos))
         if name == "t":
             if not self.allow_t:
-                self.err("t (time) is only allowed in a time-dependent problem's pde.reaction and exact", t.pos)
+                self.err(
+                    "t (time) is only allowed in a time-dependent problem's pde.reaction, exact, boundary and let",
+                    t.pos,
+                )
             return self.node(Time(t.pos))
         if name == "x":
             if not self.allow_x:
