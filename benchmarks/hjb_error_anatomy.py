@@ -68,7 +68,7 @@ def anatomy(solver) -> dict:
         "bins": [],
     }
     edges = torch.linspace(0, p.T, 6, dtype=torch.float64)
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
         m = (t >= a) & (t < b)
         if m.sum() < 3:
             continue
@@ -111,7 +111,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--knob", type=_knob, action="append", default=[])
     ap.add_argument("--save", default=None, help="torch.save the final model state here")
-    ap.add_argument("--problem-field", type=_knob, action="append", default=[], help="NAME=JSON: a ParabolicProblem field")
+    ap.add_argument(
+        "--problem-field", type=_knob, action="append", default=[], help="NAME=JSON: a ParabolicProblem field"
+    )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -148,7 +150,7 @@ def main():
             res["rows"].append(an)
             b = " ".join(f"{r['rms_e']:.3f}/{r['mean_e']:+.3f}/{r['corr']:.2f}" for r in an["bins"])
             print(
-                f"step {t+1} {train:.0f}s rel {an['rel_l2']:.4f} flat {an['flat_null']:.4f} "
+                f"step {t + 1} {train:.0f}s rel {an['rel_l2']:.4f} flat {an['flat_null']:.4f} "
                 f"shift {an['rel_l2_after_shift']:.4f} mean_e {an['mean_e']:+.4f} corr {an['corr_u_ustar']:.3f} "
                 f"slope {an['slope_u_s']:.5f}/{an['slope_ustar_s']:.5f} | bins rms/mean/corr {b} | "
                 f"T: rms {an['terminal']['rms_u_minus_g']:.4f} std_g {an['terminal']['std_g']:.4f} "

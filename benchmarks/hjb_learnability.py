@@ -113,8 +113,12 @@ def pinn(a, p, d, rows, S=16):
             with torch.no_grad():
                 r = u(test[:, :d], test[:, d]).double() - ytest
             rows.append(
-                {"step": it, "s": round(time.perf_counter() - t0, 1), "rel_l2": float(r.norm() / ytest.norm()),
-                 "loss": float(loss.detach())}
+                {
+                    "step": it,
+                    "s": round(time.perf_counter() - t0, 1),
+                    "rel_l2": float(r.norm() / ytest.norm()),
+                    "loss": float(loss.detach()),
+                }
             )
             print(rows[-1], flush=True)
     return float((ytest - ytest.mean()).norm() / ytest.norm())
