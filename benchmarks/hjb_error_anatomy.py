@@ -27,16 +27,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from knob_args import knob_override  # noqa: E402
+
 from sdze_core.parabolic.sampling import sample_points  # noqa: E402
 from sdze_core.parabolic.solving import test_set  # noqa: E402
 from sdze_core.seeds import generator  # noqa: E402
 from sdze_core.solver import Solver  # noqa: E402
 from sdze_core.spec import JobSpec  # noqa: E402
-
-
-def _knob(s: str):
-    k, v = s.split("=", 1)
-    return k, json.loads(v)
 
 
 def _slope(y, s):
@@ -109,10 +106,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=None, help="stop after this many seconds of training")
     ap.add_argument("--every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--knob", type=_knob, action="append", default=[])
+    ap.add_argument("--knob", type=knob_override, action="append", default=[])
     ap.add_argument("--save", default=None, help="torch.save the final model state here")
     ap.add_argument(
-        "--problem-field", type=_knob, action="append", default=[], help="NAME=JSON: a ParabolicProblem field"
+        "--problem-field", type=knob_override, action="append", default=[], help="NAME=JSON: a ParabolicProblem field"
     )
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
