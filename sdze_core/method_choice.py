@@ -42,8 +42,8 @@ class Crossover:
 CROSSOVERS: dict[str, Crossover] = {
     "stationary": Crossover(
         0,
-        "sine_gordon_two_body: d = 100, 5 min: sdze 0.108 vs sdgd_adam 0.108 aniso (tie); d = 1000, 10 min: sdze "
-        "0.039 vs the SDGD authors' Adam ≈ 0.08; d = 10⁴, 90 s: sdze 2.06 vs 17.0",
+        "sine_gordon_two_body, rel L2, sdze vs sdgd_adam: d = 100, 5 min: 9.62e-3 vs 9.68e-3 (tie); d = 1000, "
+        "10 min: 4.93e-4 vs 6.22e-4; d = 10⁵, 30 min: 9.5e-4 vs 0.536",
     ),
     "biharmonic": Crossover(0, "biharmonic_three_body, d = 100, 90 s: sdze 3.63 vs sdgd_adam 4.09 aniso"),
     "time_soft": Crossover(

@@ -33,6 +33,7 @@ PAIRS = [
         "acc14_allen_cahn_d1000_10min_sdgd_adam_s8",
     ),
     ("sine_gordon_two_body", 100, "rel_l2", "acc12_d100_5min_sdze_s7", "acc12_d100_5min_sdgd_adam_s9"),
+    ("sine_gordon_two_body", 1000, "rel_l2", "acc12_d1000_10min_sdze_s7b", "acc12_d1000_10min_sdgd_adam_s9"),
     ("sine_gordon_two_body", 100_000, "rel_l2", "acc12_d1e5_30min_sdze_s6", "acc12_d1e5_30min_sdgd_adam"),
 ]
 
