@@ -27,6 +27,19 @@ def _finished(c: httpx.Client, jid: str, timeout: float = 240) -> dict:
     return job
 
 
+def _solved(c: httpx.Client, body: dict, keys: tuple[str, ...]) -> tuple[str, dict]:
+    """Submit, wait, require success and the metrics ``keys`` present; (job id, metrics.json)."""
+    r = c.post("/v1/jobs", json=body)
+    assert r.status_code == 202, r.text
+    jid = r.json()["id"]
+    job = _finished(c, jid)
+    assert job["state"] == "succeeded", job
+    m = c.get(f"/v1/jobs/{jid}/artifacts/metrics.json").json()
+    for k in keys:
+        assert m[k] is not None, k
+    return jid, m
+
+
 def test_time_dependent_job_over_rest(tmp_path, capsys):
     spec = {
         "problem": {"name": "hjb_cole_hopf", "dim": 20},
@@ -40,14 +53,8 @@ def test_time_dependent_job_over_rest(tmp_path, capsys):
     ):
         bad = c.post("/v1/jobs", json={"problem": {"name": "bsb", "dim": 10}, "solver": {"estimator": "hte"}})
         assert bad.status_code == 422 and "estimator" in bad.text
-        r = c.post("/v1/jobs", json=spec)
-        assert r.status_code == 202, r.text
-        jid = r.json()["id"]
-        job = _finished(c, jid)
-        assert job["state"] == "succeeded", job
-        m = c.get(f"/v1/jobs/{jid}/artifacts/metrics.json").json()
-        for k in ("rel_l2", "null_rel_l2", "null_terminal_rel_l2", "ref_rel_error", "ref_value", "val_residual"):
-            assert m[k] is not None, k
+        keys = ("rel_l2", "null_rel_l2", "null_terminal_rel_l2", "ref_rel_error", "ref_value", "val_residual")
+        jid, m = _solved(c, spec, keys)
         ev = c.post(f"/v1/jobs/{jid}/evaluate", json={"points": [[0.0] * 21, [0.1] * 20 + [0.5]]})
         assert ev.status_code == 200 and ev.json()["n"] == 2, ev.text
         wrong = c.post(f"/v1/jobs/{jid}/evaluate", json={"points": [[0.0] * 20]})
@@ -83,14 +90,7 @@ def test_time_dependent_job_over_rest(tmp_path, capsys):
         }
         bad = c.post("/v1/jobs", json={**user, "problem": {**user["problem"], "time": {"horizon": 1, "terminal": "t"}}})
         assert bad.status_code == 422 and "time.terminal" in bad.text, bad.text
-        r = c.post("/v1/jobs", json=user)
-        assert r.status_code == 202, r.text
-        uid = r.json()["id"]
-        job = _finished(c, uid)
-        assert job["state"] == "succeeded", job
-        m = c.get(f"/v1/jobs/{uid}/artifacts/metrics.json").json()
-        for k in ("rel_l2", "null_rel_l2", "ref_rel_error", "val_residual"):
-            assert m[k] is not None, k
+        uid, m = _solved(c, user, ("rel_l2", "null_rel_l2", "ref_rel_error", "val_residual"))
         ev = c.post(f"/v1/jobs/{uid}/evaluate", json={"points": [[0.0] * 9, [0.1] * 8 + [0.5]]})
         assert ev.status_code == 200 and ev.json()["n"] == 2, ev.text
         # at t = T the hard rule gives u = g exactly: cos(0.5) + 8·0.01/8
@@ -101,14 +101,9 @@ def test_time_dependent_job_over_rest(tmp_path, capsys):
         soft = {**ball["problem"], "time": {**ball["problem"]["time"], "rule": "soft"}}
         bad = c.post("/v1/jobs", json={**ball, "problem": soft})
         assert bad.status_code == 422 and "time.rule" in bad.text and "hard rule" in bad.text, bad.text
-        r = c.post("/v1/jobs", json=ball)
-        assert r.status_code == 202, r.text
-        bid = r.json()["id"]
-        job = _finished(c, bid)
-        assert job["state"] == "succeeded", job
-        m = c.get(f"/v1/jobs/{bid}/artifacts/metrics.json").json()
-        for k in ("rel_l2", "null_rel_l2", "null_terminal_rel_l2", "ref_rel_error", "val_residual"):
-            assert m[k] is not None and math.isfinite(m[k]), k
+        keys = ("rel_l2", "null_rel_l2", "null_terminal_rel_l2", "ref_rel_error", "val_residual")
+        bid, m = _solved(c, ball, keys)
+        assert all(math.isfinite(m[k]) for k in keys), m
         # on the sphere |x|² = d the hard rule gives the boundary values h(x, t) whatever the network learned
         ev = c.post(f"/v1/jobs/{bid}/evaluate", json={"points": [[1.0] * 8 + [0.5]]})
         h = math.exp(-4 * math.log(1 + 4 * 0.5 / 8) - 8 / (8 + 4 * 0.5))

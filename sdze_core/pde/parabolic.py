@@ -380,6 +380,17 @@ def _domain_rules(time: Mapping, rule: str, f_t: str) -> None:
         raise PdeError(f"{f_t}.solution", "'cole_hopf' is a solution on R^d, not on a bounded domain")
 
 
+def _check_sample(p: SpecParabolicProblem) -> tuple[int, torch.Generator]:
+    """(n, generator) of the submit-time checks: 2 … 16 points within 2^21 numbers, seed 12345."""
+    return max(2, min(16, (1 << 21) // p.dim)), torch.Generator().manual_seed(12345)
+
+
+def _agrees(value: Tensor, ref: Tensor, scale: float) -> bool:
+    """``value`` finite and within EXACT_CHECK_TOL·scale + 1e-12 of ``ref`` at every point."""
+    bound = EXACT_CHECK_TOL * max(scale, 1e-300) + 1e-12
+    return bool(torch.isfinite(value).all()) and not float((value - ref).abs().max()) > bound
+
+
 def _check_domain(p: SpecParabolicProblem, fld: str) -> None:
     """x₀ inside Ω (the reference point and the curve u(t, x₀) live there), and h(·, T) = g on ∂Ω (else no u
     meets both the terminal and the boundary values)."""
@@ -393,33 +404,28 @@ def _check_domain(p: SpecParabolicProblem, fld: str) -> None:
         raise PdeError(f"{fld}.time.origin", "must lie inside the domain (x₀ = 0 is not in an annulus: give one)")
     if p.boundary_prog is None:
         return
-    gen = torch.Generator().manual_seed(12345)
-    n = max(2, min(16, (1 << 21) // p.dim))
+    n, gen = _check_sample(p)
     xb = p.domain_obj.sample_boundary(n, gen, torch.float64)
     h, g = p.boundary_value(xb, torch.full((n,), p.T, dtype=torch.float64)), p.terminal.value(xb)
-    scale = max(float(g.abs().max()), float(h.abs().max()), 1e-300)
-    if not torch.isfinite(h).all() or float((h - g).abs().max()) > EXACT_CHECK_TOL * scale + 1e-12:
+    if not _agrees(h, g, max(float(g.abs().max()), float(h.abs().max()))):
         raise PdeError(f"{fld}.boundary", "h(x, T) differs from time.terminal g(x) on the boundary: they must agree")
 
 
 def _check_terminal(p: SpecParabolicProblem, fld: str) -> None:
     """u*(x, T) = g(x) at seeded points of the law at t = T (else the exact solution is not this problem's)."""
-    n = max(2, min(16, (1 << 21) // p.dim))
-    gen = torch.Generator().manual_seed(12345)
+    n, gen = _check_sample(p)
     if p.domain_obj is None:
         xT = terminal_points(p, n, gen, torch.float64)
         x, t = xT[:, : p.dim], xT[:, p.dim]
     else:
         x, t = p.sample_domain(n, gen, torch.float64), torch.full((n,), p.T, dtype=torch.float64)
     u, g = p.u_exact(x, t), p.terminal.value(x)
-    scale = max(float(g.abs().max()), 1e-300)
-    if not torch.isfinite(u).all() or float((u - g).abs().max()) > EXACT_CHECK_TOL * scale + 1e-12:
+    if not _agrees(u, g, float(g.abs().max())):
         raise PdeError(fld, "u*(x, T) differs from time.terminal g(x): the exact solution must meet the terminal value")
     if p.domain_obj is not None:  # and u* = h on ∂Ω at uniform times
         xb = p.domain_obj.sample_boundary(n, gen, torch.float64)
         tb = torch.rand(n, generator=gen, dtype=torch.float64) * p.T
         u, h = p.u_exact(xb, tb), p.boundary_value(xb, tb)
-        scale = max(float(h.abs().max()), 1e-300)
-        if not torch.isfinite(u).all() or float((u - h).abs().max()) > EXACT_CHECK_TOL * scale + 1e-12:
+        if not _agrees(u, h, float(h.abs().max())):
             what = "boundary h(x, t)" if p.boundary_prog is not None else "time.terminal g(x) (no boundary given)"
             raise PdeError(fld, f"u*(x, t) differs from the {what} on the domain's boundary")
