@@ -190,10 +190,10 @@ def time_slices(
             if ref is not None:
                 se += float((u - ref).square().sum())
                 rr += float(ref.square().sum())
-                ge += float((problem.lifted(x, xt[:, d]) - ref).square().sum())
+                lift = problem.lifted(x, xt[:, d])  # N = 0: g, or G on a bounded domain
+                ge += float((lift - ref).square().sum())
                 if null_K is not None:
-                    null = problem.lifted(x, xt[:, d]) + problem.factor(x, xt[:, d]) * null_K
-                    ke += float((null - ref).square().sum())
+                    ke += float((lift + problem.factor(x, xt[:, d]) * null_K - ref).square().sum())
             parts["slice_u_pred"].append(u)
             parts["slice_u_ref"].append(ref if ref is not None else torch.full_like(u, math.nan))
             parts["slice_g"].append(g)
