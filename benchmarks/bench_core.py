@@ -179,8 +179,9 @@ def accuracy_run(name: str, d: int, method: str, budget: float, seed: int) -> di
         "step_s": m["step_s_median"],
         "curve": curve,
         "load_1min_end": round(os.getloadavg()[0], 2),  # the machine's load when the run ended (a noisy machine)
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
     }
 
 
