@@ -95,7 +95,11 @@ class Problem:
     def _core(self, x: Tensor, block: int | None = None) -> dict[str, Tensor]:
         """Sums over the coupling terms, taken in blocks of ``block`` terms: each block's temporaries stay
         cache-sized, ≈ 2^15 numbers (at d = 10^7 whole-row temporaries made the source term memory-bound,
-        ~20 ns per op; at d = 10^5, 41 rows × 2^15 terms ran 4× slower than 41 × 1024)."""
+        ~20 ns per op; at d = 10^5, 41 rows × 2^15 terms ran 4× slower than 41 × 1024).
+
+        Each block's terms are computed in x's dtype and the block sums added in float64 (a float64 x: every
+        bit as before; a float32 x — training batches, ``residual.source_chunked`` — keeps the sums' digits
+        while the transcendental passes, the whole cost, run at float32 speed)."""
         width = 2 if self.body == "two" else 3  # coordinates one term reads
         n_terms = self.c.shape[0]
         block = block or max(512, (1 << 15) // max(1, x.shape[0]))
@@ -105,6 +109,7 @@ class Problem:
             k = min(block, n_terms - j)
             part = self._core_block(x[:, j : j + k + width - 1], c[j : j + k])
             for key, v in part.items():
+                v = v.to(torch.float64)
                 out[key] = v if key not in out else out[key] + v
         return out
 
@@ -177,8 +182,12 @@ class Problem:
             return torch.cos(u)
         return torch.zeros_like(u)
 
+    # ``residual.source_chunked`` may pass float32 points: the per-term work then runs in float32, every sum
+    # and the assembly below in float64 (the result is float64 either way)
+    source_accepts_float32 = True
+
     def source(self, x: Tensor) -> Tensor:
-        """f(x) = A[u*](x), shape (N,)."""
+        """f(x) = A[u*](x), shape (N,), float64; x float64 (closed-form checks) or float32 (training batches)."""
         if self.operator == "biharmonic":
             return self.bilaplacian_exact(x)
         core = self._core(x)  # shared by Δu* and u*: the O(d) sums are the whole cost at large d

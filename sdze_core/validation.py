@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .model import MLP
 from .problems import Problem
-from .residual import make_batch, residual, u_jet
+from .residual import make_batch, residual, source_chunked, u_jet
 from .sampling import sample_points
 from .seeds import derive, generator
 from .taylor import FirstLayer, LowRank, hidden_jet
@@ -121,7 +121,7 @@ def seeded_chunks(
         m = min(rows, n - done)
         x = sample_points(problem, m, generator(derive(seed, "validation", chunk), device), dtype, device)
         z0, wx = first_layer_z(model, low0, x)
-        yield z0.double(), wx.double(), torch.linalg.vector_norm(x, dim=1).double().square(), problem.source(x.double())
+        yield z0.double(), wx.double(), torch.linalg.vector_norm(x, dim=1).double().square(), source_chunked(problem, x)
         done += m
         chunk += 1
 
