@@ -121,7 +121,7 @@ def phase(name, fn):
     rows.append({"phase": name, "before_bytes": base, "rise_bytes": peak[0] - base, "s": time.perf_counter() - t0})
 W1 = s.model.W[0]
 phase("norm W1: float(W1.double().norm())", lambda: float(W1.double().norm()))
-phase("norm W1: frobenius (row blocks)", lambda: frobenius(W1))
+phase("norm W1: frobenius (float32 row pieces, float64 sum)", lambda: frobenius(W1))
 phase("save_checkpoint", lambda: s.save_checkpoint(out / "ck"))
 phase("load_checkpoint", lambda: s.load_checkpoint(out / "ck"))
 old_restore = lambda: s.load_state_tensors(load_file(str(out / "ck" / "state.safetensors")))  # noqa: E731

