@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .norms import squared_row_norms
+
 ESTIMATORS = ("sdgd", "hte", "gauss", "exact", "zspace")
 W1_ESTIMATORS = ("zspace",)  # estimators whose directions are built from the first layer's weights
 
@@ -134,7 +136,7 @@ def zspace_boundary(bjet: list, poly: tuple[float, float, float], x: Tensor, dir
     is exact in its first two terms (∇N lies in the row space); the second-order coefficient of B is shifted so
     that N's coefficient becomes ΔB = 2d B'(s) + 4 s B''(s), s = |x|². Shapes as ``taylor.boundary_jet``."""
     b0, b1, b2 = poly
-    s = torch.linalg.vector_norm(x, dim=1, keepdim=True).square()
+    s = squared_row_norms(x).unsqueeze(1)
     lap_b = 2.0 * x.shape[1] * (b1 + 2.0 * b2 * s) + 8.0 * b2 * s  # (N, 1)
     S = dirs.count
     have = 2.0 * dirs.weight * bjet[2].sum(1, keepdim=True)

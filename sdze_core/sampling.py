@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .norms import row_norms
 from .problems import Problem
 from .seeds import derive, generator
 
@@ -27,7 +28,7 @@ def sample_points(problem: Problem, n: int, gen: torch.Generator, dtype=torch.fl
     x = torch.randn(n, problem.dim, generator=gen, dtype=dtype, device=device)
     lo, hi = problem.r_interval
     r = torch.rand(n, generator=gen, dtype=dtype, device=device) * (hi - lo) + lo
-    x.mul_((r / x.norm(dim=1)).unsqueeze(1))
+    x.mul_((r / row_norms(x)).unsqueeze(1))
     return x
 
 

@@ -24,6 +24,7 @@ from .constant_start import fit_output_bias
 from .engine import SDZEEngine, WorkerReport
 from .evaluation import evaluate
 from .model import MLP
+from .norms import row_norms
 from .output_refit import refit_output_layer, refit_points, refit_rows
 from .parabolic import solving as parabolic
 from .parabolic.evaluation import compose
@@ -292,7 +293,7 @@ def write_samples(solver: Solver, path: Path, max_floats: int = 20_000_000, head
         got += x.shape[0]
         # a copy: a view's numpy array would keep the whole chunk alive (at d = 10^7 a chunk is one 80 MB row)
         (xs if full else xh).append((x if full else x[:, :head]).cpu().numpy().copy())
-        rs.append(x.norm(dim=1).cpu().numpy())
+        rs.append(row_norms(x).cpu().numpy())
         up.append(solver.predict(x).double().cpu().numpy())
         has_exact = getattr(solver.problem, "has_exact", True)  # user PDEs may have no u*: NaN then
         ue.append(solver.problem.u_exact(x).cpu().numpy() if has_exact else np.full(x.shape[0], np.nan))

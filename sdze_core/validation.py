@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .model import MLP
+from .norms import squared_row_norms
 from .problems import Problem
 from .residual import make_batch, residual, source_chunked, u_jet
 from .sampling import sample_points
@@ -121,7 +122,7 @@ def seeded_chunks(
         m = min(rows, n - done)
         x = sample_points(problem, m, generator(derive(seed, "validation", chunk), device), dtype, device)
         z0, wx = first_layer_z(model, low0, x)
-        yield z0.double(), wx.double(), torch.linalg.vector_norm(x, dim=1).double().square(), source_chunked(problem, x)
+        yield z0.double(), wx.double(), squared_row_norms(x, torch.float64), source_chunked(problem, x)
         done += m
         chunk += 1
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..norms import row_norms
 from ..seeds import derive, generator
 from .problems import ParabolicProblem
 from .sampling import ParabolicTestSet
@@ -197,7 +198,7 @@ def time_slices(
             parts["slice_u_pred"].append(u)
             parts["slice_u_ref"].append(ref if ref is not None else torch.full_like(u, math.nan))
             parts["slice_g"].append(g)
-            parts["slice_r"].append(x.norm(dim=1))
+            parts["slice_r"].append(row_norms(x))
         for k in cols:
             cols[k].append(torch.cat(parts[k]).cpu())
         known = truth is not None and rr > 0

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..artifacts import TIME_SLICES, write_json
+from ..norms import row_norms
 from ..seeds import derive
 from .evaluation import evaluate, null_constant, time_slices
 from .problems import ParabolicProblem
@@ -56,7 +57,7 @@ def write_samples(solver, path: Path, max_floats: int = 20_000_000, head: int = 
         # copies: a view's numpy array would keep the whole chunk alive (at d = 10^7 a chunk is one 80 MB row)
         cols["x" if full else "x_head"].append((x if full else x[:, :head]).cpu().numpy().copy())
         cols["t"].append(t.cpu().numpy().copy())
-        cols["r"].append(x.norm(dim=1).cpu().numpy())
+        cols["r"].append(row_norms(x).cpu().numpy())
         cols["u_pred"].append(solver.predict(xt).double().cpu().numpy())
         cols["g"].append(p.terminal.value(x).cpu().numpy())
         if p.has_exact:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..estimators import Directions
+from ..norms import squared_row_norms
 
 # ψ(s) and its first two derivatives, by name: the radial terminal conditions of the reference problems
 _RADIAL = {
@@ -102,7 +103,7 @@ class Terminal:
         """(g (N,), D_v g (N, S), D_v² g (N, S)) along the spatial directions ``dirs``."""
         if self.kind == "radial":
             psi, d1, d2 = _RADIAL[self.fn]
-            s = torch.linalg.vector_norm(x, dim=-1).square()
+            s = squared_row_norms(x)
             xv = dirs.dot(x)
             vv = dirs.sqnorm(x.dtype, x.device)
             p1, p2 = d1(s).unsqueeze(1), d2(s).unsqueeze(1)

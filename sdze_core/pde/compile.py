@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..norms import squared_row_norms
 from .expr import Bin, Coef, Dim, Node, Norm2, Num, PdeError, Pow, Reduce, Time, U, Unary, X, walk
 
 # f, f', f'' (f' and f'' as functions of the argument a and the value y = f(a))
@@ -394,7 +395,7 @@ class Program:
                 name, k = ins.const
                 vals[i] = self.coef(name, ref.dtype, ref.device)[k]
             elif op == "norm2":
-                vals[i] = torch.linalg.vector_norm(x, dim=-1).square()
+                vals[i] = squared_row_norms(x)
             elif op == "red":
                 g, slot = ins.const
                 if g not in groups:

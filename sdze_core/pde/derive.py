@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..norms import squared_row_norms
 from .compile import FUNC_TABLE, Program
 from .expr import PdeError
 
@@ -313,7 +314,7 @@ class Laplacian:
                 feats[("xc", ins.const)] = [v]
                 jets[i] = (v, {("xc", ins.const): 1.0}, None)
             elif op == "norm2":
-                s_val = torch.linalg.vector_norm(x, dim=-1).square()
+                s_val = squared_row_norms(x)
                 p._outer_vals[i] = s_val
                 jets[i] = (s_val, {("s",): 1.0}, torch.full_like(s_val, 2.0 * p.d))
             elif op == "red":

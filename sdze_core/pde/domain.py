@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..norms import row_norms, squared_row_norms
+
 KINDS = ("ball", "annulus", "cube")
 
 
@@ -110,7 +112,7 @@ class Domain:
         f = self.boundary_poly
         if isinstance(f, CubeFactor):
             return f.value(x)
-        s = torch.linalg.vector_norm(x, dim=-1).square()
+        s = squared_row_norms(x)
         return f[0] + f[1] * s + f[2] * s * s
 
     def sample(self, n: int, gen: torch.Generator, dtype=torch.float32, device="cpu") -> Tensor:
@@ -120,7 +122,7 @@ class Domain:
         x = torch.randn(n, self.dim, generator=gen, dtype=dtype, device=device)
         lo, hi = self.r_interval
         r = torch.rand(n, generator=gen, dtype=dtype, device=device) * (hi - lo) + lo
-        return x.mul_((r / x.norm(dim=1)).unsqueeze(1))
+        return x.mul_((r / row_norms(x)).unsqueeze(1))
 
     def sample_boundary(self, n: int, gen: torch.Generator, dtype=torch.float64, device="cpu") -> Tensor:
         """n points on the boundary (see the module docstring for the law)."""
@@ -135,7 +137,7 @@ class Domain:
             r = torch.full((n,), self.radius, dtype=dtype, device=device)
         else:
             r = torch.where(torch.arange(n, device=device) % 2 == 0, self.inner, self.outer).to(dtype)
-        return x.mul_((r / x.norm(dim=1)).unsqueeze(1))
+        return x.mul_((r / row_norms(x)).unsqueeze(1))
 
     def validate(self) -> None:
         ok = all(math.isfinite(v) for v in (self.radius, self.inner, self.outer, self.low, self.high))
