@@ -13,7 +13,8 @@ warm-up step). Per batch size N, on ``sine_gordon_two_body`` at ``--dim`` d (wid
 - floor64:   the same Gaussians, their widening to float64 and two passes of float64 ``sin`` and ``cos``: the least
              work of the source as it is computed (float64, so that sums over d terms keep their digits);
 - points:    ``sampling.sample_points`` (the radial law: Gaussians, uniform radii, row norms, scaling);
-- source:    ``residual.source_chunked`` (f(x) in float64 blocks, cast back: what a step's batch pays);
+- source:    ``residual.source_chunked`` (f(x): per-term work in the points' float32, sums in float64 since
+             commit 1b3a247, float64 throughout before; cast back: what a step's batch pays);
 - batch:     a step's whole batch as the engines draw it (``BatchSource.get``: points, directions, boundary jet,
              source);
 - sdze, sdgd_adam: whole steps (batch + update) through ``Solver.local_step``, the update timed apart.
