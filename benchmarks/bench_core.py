@@ -207,6 +207,28 @@ def summarize(rows: list[dict]) -> tuple[str, list[tuple]]:
     return "\n".join(lines), list(groups.items())
 
 
+def leaders(groups: list[tuple]) -> str:
+    """Median aniso over seeds at each evaluation mark (1/8 … 8/8 of the budget), one column per method, the lowest
+    in bold: who leads when, per (problem, d). Marks are matched by index (each run evaluates at the same fractions
+    of its own training time)."""
+    cases = sorted({(n, d) for (n, d, _), _ in groups}, key=lambda c: (c[0], c[1]))
+    out = []
+    for name, d in cases:
+        cols = [(m, xs) for (n2, d2, m), xs in groups if (n2, d2) == (name, d)]
+        k = min(len(x["curve"]) for _, xs in cols for x in xs)
+        out.append(f"{name}, d = {d}: median aniso at each mark (seconds: median over runs)\n")
+        out.append("| mark | s | " + " | ".join(m for m, _ in cols) + " |")
+        out.append("|---|---|" + "---|" * len(cols))
+        for i in range(k):
+            t = statistics.median(x["curve"][i][0] for _, xs in cols for x in xs)
+            med = [statistics.median(x["curve"][i][1] / x["null_rel_l2"] for x in xs) for _, xs in cols]
+            best = min(med)
+            cells = [f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in med]
+            out.append(f"| {i + 1}/{k} | {t:.0f} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def plot_accuracy(groups: list[tuple], path: Path) -> None:
     """aniso_ratio against training seconds, one panel per (problem, d): median over seeds, min–max band."""
     import matplotlib
@@ -274,7 +296,7 @@ def main() -> None:
         table, groups = summarize(rows)
         (DOCS / f"bench_{args.out}.md").write_text(
             f"<!-- python benchmarks/bench_core.py report --tags {args.tags} --out {args.out} -->\n{table}\n\n"
-            f"![accuracy against time](bench_{args.out}.png)\n"
+            f"{leaders(groups)}\n![accuracy against time](bench_{args.out}.png)\n"
         )
         plot_accuracy(groups, DOCS / f"bench_{args.out}.png")
         print(table)
