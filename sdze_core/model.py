@@ -91,7 +91,7 @@ def float64_sums(t: Tensor, chunk: int = 1 << 20) -> tuple[float, float]:
     """(Σ t, Σ t²) accumulated in float64 over blocks of ``chunk`` consecutive elements, through one reused float64
     buffer: no float64 copy of t (W₁ is 5 GB in float32 at d = 10^7, h = 128; ``t.double()`` would add 10 GB) and no
     fresh block per iteration (fresh 80 MB blocks, one row each at d = 10^7, took 29 s for W₁: a page fault per
-    page of every block; the buffer: ``tests/test_stability.py``)."""
+    page of every block; timings: ``benchmarks/bench_wide_reductions.py``, values: ``tests/test_stability.py``)."""
     if t.dim() == 0:
         return float(t.double()), float(t.double() ** 2)
     flat = t.reshape(-1)
