@@ -19,14 +19,15 @@ from torch import Tensor
 BLOCK = 1 << 16
 
 
-def _pieces_squared64(x: Tensor) -> Tensor:
-    """Σ_i x_ni² per row in float64 from float32-or-64 piece norms, shape x.shape[:-1]."""
+def piecewise_squared_norms(x: Tensor, block: int = BLOCK) -> Tensor:
+    """Σ_i x_ni² per row in float64 from the norms of ``block``-coordinate pieces in x's dtype (views, no copy),
+    shape x.shape[:-1]. Also the trust region's ‖W‖_F (``engine.probes_gauss_newton.frobenius``)."""
     rows = x.reshape(-1, x.shape[-1])
     n, d = rows.shape
-    k = d // BLOCK
-    s = torch.linalg.vector_norm(rows[:, k * BLOCK :], dim=-1).double().square()
+    k = d // block
+    s = torch.linalg.vector_norm(rows[:, k * block :], dim=-1).double().square()
     if k:
-        head = rows[:, : k * BLOCK].reshape(n, k, BLOCK)
+        head = rows[:, : k * block].reshape(n, k, block)
         s = s + torch.linalg.vector_norm(head, dim=-1).double().square().sum(-1)
     return s.reshape(x.shape[:-1])
 
@@ -37,11 +38,11 @@ def squared_row_norms(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     dtype = dtype or x.dtype
     if x.shape[-1] <= BLOCK or x.dtype == torch.float64:
         return torch.linalg.vector_norm(x, dim=-1).to(dtype).square()
-    return _pieces_squared64(x).to(dtype)
+    return piecewise_squared_norms(x).to(dtype)
 
 
 def row_norms(x: Tensor) -> Tensor:
     """|x_n| over the last axis, shape x.shape[:-1], in x's dtype (accurate at any width, as above)."""
     if x.shape[-1] <= BLOCK or x.dtype == torch.float64:
         return torch.linalg.vector_norm(x, dim=-1)
-    return _pieces_squared64(x).sqrt().to(x.dtype)
+    return piecewise_squared_norms(x).sqrt().to(x.dtype)
