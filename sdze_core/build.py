@@ -31,7 +31,7 @@ from .knobs import ADAM_KNOBS, KNOBS
 from .memory import estimate
 from .method_choice import AUTO, FIRST_ORDER_CHOICE, choose
 from .parabolic.hooks import estimator_conflict
-from .parabolic.problems import PARABOLIC_CATALOGUE
+from .parabolic.problems import PARABOLIC_CATALOGUE, is_time_dependent
 from .pde.schema import parabolic_estimator_conflict, pde_order
 from .problems import CATALOGUE
 
@@ -91,6 +91,7 @@ def solver_config(
         batch_size=s.batch_size,
         estimator=estimator,
         samples=s.samples,
+        point_lifetime=s.point_lifetime,
         lr_decay_steps=s.lr_decay_steps,
         zo=zo,
         adam=adam,
@@ -203,6 +204,22 @@ def conflicts(cfg: RunConfig, given: set[str] | None = None) -> list[Conflict]:
             out.append(Conflict(("estimator", "problem.pde"), "estimator 'zspace' needs a catalogue problem"))
         if s.method not in FIRST_ORDER_METHODS and (s.zo.perturbation == "full" or not s.zo.crns):
             out.append(Conflict(("estimator", "method"), "estimator 'zspace' needs subspace perturbations with CRNS"))
+    if s.point_lifetime > s.batch_size:
+        out.append(
+            Conflict(
+                ("point_lifetime", "batch_size"),
+                f"point_lifetime {s.point_lifetime} splits the batch into that many groups, one refreshed per step: "
+                f"it can be at most batch_size ({s.batch_size})",
+            )
+        )
+    if s.point_lifetime > 1 and is_time_dependent(cfg.problem.name, cfg.problem.pde):
+        out.append(
+            Conflict(
+                ("point_lifetime", "problem.pde" if cfg.problem.pde is not None else "problem.name"),
+                "point_lifetime > 1 is for stationary problems (a time-dependent batch draws its times with its "
+                "points and is always fresh)",
+            )
+        )
     if cfg.problem.name in PARABOLIC_CATALOGUE:  # terminal-value problems: estimators that stay unbiased there
         why = estimator_conflict(cfg.problem.name, s.estimator)
         if why:

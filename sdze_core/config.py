@@ -138,6 +138,7 @@ class SolverConfig:
     batch_size: int = 100
     estimator: str = "sdgd"
     samples: int = 16
+    point_lifetime: int = 1  # steps each collocation point serves (point_pool.py); 1: a fresh batch every step
     lr_decay_steps: int | None = None  # fixed decay horizon; None: the run's steps or its estimated budget
     zo: ZOConfig = PRESETS["sdze"]  # used by the zeroth-order methods
     adam: AdamConfig = PRESETS["sdgd_adam"]  # used by the first-order methods

@@ -76,6 +76,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("estimator", str, "spatial estimator (null: sdgd for Laplacians, hte for hte_adam, gauss for the "
          "biharmonic)", preset=False, nullable=True, choices=("sdgd", "hte", "gauss", "exact", "zspace")),
     Knob("samples", int, "sampled dimensions / probe vectors per step", preset=False, default=16, ge=1, le=10_000),
+    Knob("point_lifetime", int, "steps each collocation point is used: the batch is refreshed by 1/point_lifetime "
+         "of its points per step, the rest (with their source values) kept from earlier steps (stationary problems; "
+         "≤ batch_size)", preset=False, default=1, ge=1, le=100_000),
     Knob("lr_decay_steps", int, "steps over which lr decays linearly (null: the run's steps or its time budget)",
          preset=False, nullable=True, ge=1, le=100_000_000),
     # -- every method: the learning rate ---------------------------------------------------------------------

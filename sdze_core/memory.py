@@ -12,9 +12,9 @@ d = problem.dim, h = model.width, L = model.depth, N = solver.batch_size:
              subspace state, which does not grow with d and is left out;
 - step:      the batch, N·d·s, twice with more than one worker (a replica rebuilds another worker's batch to
              align its basis), once more with gn_holdout (its held-out batch), plus S·d·s for dense spatial
-             directions (estimators hte, gauss; twice with gn_holdout); and f(x) in
-             float64 blocks of at most 2^22 numbers (``residual.source_chunked``), 3 blocks alive (the Gauss–Newton
-             trust region's ‖W₁‖_F is summed over row blocks of the same size, ``probes_gauss_newton.frobenius``);
+             directions (estimators hte, gauss; twice with gn_holdout), the points doubled with point_lifetime
+             > 1 (the pool's groups beside the assembled batch); and f(x) in float64 blocks of at most 2^22
+             numbers (``residual.source_chunked``), 3 blocks alive;
 - evaluation: a test chunk of rows = min(eval.chunk, test_points, 2^22/d) points (``sampling.TestSet.rows``)
              in float64, its cast, and the exact solution's temporaries: 2·rows·d·(8 + s);
 - checkpoint: writing a checkpoint or the model costs no copy (``save_file`` writes from the tensors' memory) and
@@ -30,12 +30,11 @@ points at d = 10^7 are 10^14 numbers to draw and push through the model at every
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 from .config import RunConfig, holdout_on
-from .parabolic.problems import PARABOLIC_CATALOGUE
+from .parabolic.problems import is_time_dependent
 
 GiB = 1 << 30
 RUNTIME_BYTES = 450 * (1 << 20)
@@ -101,12 +100,10 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     else:
         opt = 0
     dense_dirs = cfg.solver.estimator in ("hte", "gauss")
-    # as the engine decides (a ParabolicProblem): a catalogue name, or a written-out PDE with a time section
-    time_dependent = cfg.problem.name in PARABOLIC_CATALOGUE or (
-        cfg.problem.pde is not None and json.loads(cfg.problem.pde).get("time") is not None
-    )
+    time_dependent = is_time_dependent(cfg.problem.name, cfg.problem.pde)
     holdout = cfg.solver.method not in FIRST_ORDER and holdout_on(cfg.solver, d, time_dependent)  # a second batch
     batches = (2 if cfg.workers > 1 else 1) + (1 if holdout else 0)
+    batches *= 2 if cfg.solver.point_lifetime > 1 else 1  # a pool's live groups beside the step's assembled batch
     batch = N * d * s * batches + (cfg.solver.samples * d * s * (2 if holdout else 1) if dense_dirs else 0)
     rows = max(1, min(cfg.eval.chunk, cfg.eval.test_points, BLOCK_FLOATS // d))
     n_samples = min(cfg.eval.sample_points, cfg.eval.test_points)

@@ -23,6 +23,7 @@ from .estimators import (
 from .parabolic.residual import ParabolicBatch
 from .parabolic.residual import residual as parabolic_residual
 from .parabolic.residual import u_jet as parabolic_u_jet
+from .point_pool import PointPool
 from .problems import Problem
 from .sampling import sample_points
 from .seeds import derive, generator
@@ -64,16 +65,36 @@ def make_batch(
     here by the batch's points.
     """
     x = sample_points(problem, n, gen, dtype, device)
+    f = source_chunked(problem, x).to(dtype) if with_source else None
+    g = boundary_chunked(problem, x, dtype) if with_source else None
+    return batch_at_points(problem, x, f, g, estimator, samples, gen, dtype, device, dirs)
+
+
+def batch_at_points(
+    problem: Problem,
+    x: Tensor,
+    f: Tensor | None,
+    g: Tensor | None,
+    estimator: str,
+    samples: int,
+    gen: torch.Generator,
+    dtype=torch.float32,
+    device="cpu",
+    dirs: Directions | None = None,
+) -> StepBatch:
+    """The step's batch at given points x (N, d) with their source values f (N,) and boundary values g (N,) or
+    None: the directions are drawn from ``gen`` (or, estimator "zspace", ``dirs`` extended by x) and the
+    boundary factor's jets computed. ``f`` None: a light batch (points and directions only)."""
     if estimator in W1_ESTIMATORS:
         dirs = zspace_with_points(dirs, x)  # W₁'s row space (given) extended by this batch's points
     else:
         dirs = sample_directions(estimator, problem.dim, samples, problem.order, gen, dtype, device)
-    if not with_source:
+    if f is None:
         return StepBatch(x, None, dirs, None)
     bjet = boundary_jet(problem.boundary_poly, x, dirs, problem.order)
     if estimator in W1_ESTIMATORS:
         bjet = zspace_boundary(bjet, problem.boundary_poly, x, dirs)
-    return StepBatch(x, source_chunked(problem, x).to(dtype), dirs, bjet, boundary_chunked(problem, x, dtype))
+    return StepBatch(x, f, dirs, bjet, g)
 
 
 def boundary_chunked(problem: Problem, x: Tensor, dtype, max_floats: int = 1 << 22) -> Tensor | None:
@@ -111,6 +132,16 @@ class BatchSource:
         # step t then shares the directions of W₁ as it was when the step began)
         self.first_layer: Callable[[], Tensor] | None = None
         self._zdirs: tuple[int, Directions] | None = None
+        lifetime = solver.point_lifetime
+        self.pool = (
+            None
+            if lifetime == 1
+            else PointPool(problem, solver.batch_size, lifetime, job_seed, dtype, device, self._evaluate)
+        )
+
+    def _evaluate(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """f(x) and g(x) (None where g ≡ 0) in the batch dtype: what a pool group keeps beside its points."""
+        return source_chunked(self.problem, x).to(self.dtype), boundary_chunked(self.problem, x, self.dtype)
 
     def _directions(self, step: int) -> Directions | None:
         if self.solver.estimator not in W1_ESTIMATORS:
@@ -136,17 +167,22 @@ class BatchSource:
             self._cache = {k: v for k, v in self._cache.items() if k[0] >= step}
             s = self.solver
             gen = generator(self.seed(step, worker), self.device)
-            hit = make_batch(
-                self.problem,
-                s.batch_size,
-                s.estimator,
-                s.samples,
-                gen,
-                self.dtype,
-                self.device,
-                with_source=with_source,
-                dirs=self._directions(step),
-            )
+            if self.pool is None:
+                hit = make_batch(
+                    self.problem,
+                    s.batch_size,
+                    s.estimator,
+                    s.samples,
+                    gen,
+                    self.dtype,
+                    self.device,
+                    with_source=with_source,
+                    dirs=self._directions(step),
+                )
+            else:  # points that live several steps: only the expired groups are drawn and evaluated
+                x, f, g = self.pool.points(step, worker, with_source)
+                args = (s.estimator, s.samples, gen, self.dtype, self.device, self._directions(step))
+                hit = batch_at_points(self.problem, x, f, g, *args)
             self._cache[key] = hit
         return hit
 

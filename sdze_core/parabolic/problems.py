@@ -16,6 +16,7 @@ point-reference problems; see ``sampling``.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -288,6 +289,12 @@ PARABOLIC_CATALOGUE = {
     "reaction_diffusion": _reaction_diffusion,
 }
 PARABOLIC_NAMES = tuple(PARABOLIC_CATALOGUE)
+
+
+def is_time_dependent(problem_name: str, pde: str | None) -> bool:
+    """As the engine decides (a ``ParabolicProblem``): a parabolic catalogue name, or a written-out PDE (canonical
+    JSON) with a time section."""
+    return problem_name in PARABOLIC_CATALOGUE or (pde is not None and json.loads(pde).get("time") is not None)
 
 
 def make_parabolic_problem(name: str, d: int) -> ParabolicProblem:
