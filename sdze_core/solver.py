@@ -195,8 +195,12 @@ class Solver:
             low = self.engine.lowrank_terms(None) if self.zeroth_order else None
             seed = derive(self.cfg.seed, "validation", self.cfg.problem.seed)
             ts = test_set(self.cfg, self.problem)
-            return user_pde_metrics(self.problem, self.model, low, self.predict, ts, seed, self.dtype, self.device)
-        out = evaluate(self.problem, self.predict, test_set(self.cfg, self.problem), self.dtype, self.device)
+            rows = self.cfg.solver.batch_size  # points per predict call (evaluation.evaluate)
+            return user_pde_metrics(
+                self.problem, self.model, low, self.predict, ts, seed, self.dtype, self.device, rows
+            )
+        ts = test_set(self.cfg, self.problem)
+        out = evaluate(self.problem, self.predict, ts, self.dtype, self.device, self.cfg.solver.batch_size)
         low = self.engine.lowrank_terms(None) if self.zeroth_order else None
         seed = derive(self.cfg.seed, "validation", self.cfg.problem.seed)
         return {**out, **validation_residual(self.problem, self.model, low, seed, dtype=self.dtype, device=self.device)}
@@ -287,14 +291,17 @@ def write_samples(solver: Solver, path: Path, max_floats: int = 20_000_000, head
     n = min(cfg.eval.sample_points, ts.n)
     xs, xh, rs, up, ue, bs = [], [], [], [], [], []
     full = n * cfg.problem.dim <= max_floats
-    got = 0
+    got, pending = 0, []  # points awaiting one predict call (each call reads all of W₁: see evaluation.evaluate)
     for x in ts.chunks(torch.float64, solver.device):
         x = x[: n - got]
         got += x.shape[0]
         # a copy: a view's numpy array would keep the whole chunk alive (at d = 10^7 a chunk is one 80 MB row)
         (xs if full else xh).append((x if full else x[:, :head]).cpu().numpy().copy())
         rs.append(row_norms(x).cpu().numpy())
-        up.append(solver.predict(x).double().cpu().numpy())
+        pending.append(x.to(solver.dtype))
+        if got >= n or sum(p.shape[0] for p in pending) >= cfg.solver.batch_size:
+            up.append(solver.predict(torch.cat(pending)).double().cpu().numpy())
+            pending = []
         has_exact = getattr(solver.problem, "has_exact", True)  # user PDEs may have no u*: NaN then
         ue.append(solver.problem.u_exact(x).cpu().numpy() if has_exact else np.full(x.shape[0], np.nan))
         bs.append(solver.problem.boundary(x).cpu().numpy())

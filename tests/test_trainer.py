@@ -72,6 +72,7 @@ def stop_after(steps: int):
         ("sdze", {}),
         ("sdze", {"w1_probes": "jacobian", "gn_backtracks": 3}),
         ("sdze", {"gn_holdout": "on"}),  # its per-worker damping is engine state
+        ("sdze", {"point_lifetime": 7}),  # groups born before the checkpoint are redrawn from their seeds
         ("sdze_published", {}),
         ("sdze_published", {"optimizer_state": "full"}),
         ("sdgd_adam", {}),

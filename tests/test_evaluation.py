@@ -1,0 +1,31 @@
+"""The test-set metrics (``sdze_core/evaluation.py``): u* chunk by chunk, predictions gathered over chunks so that
+each ``predict`` call (one pass over the whole first layer) serves at least ``predict_rows`` points."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sdze_core.evaluation import evaluate
+from sdze_core.problems import make_problem
+from sdze_core.sampling import TestSet
+
+
+def test_gathered_predictions_give_the_same_metrics_with_fewer_calls():
+    problem = make_problem("sine_gordon_two_body", 12)
+    test = TestSet(problem, 50, seed=3, chunk=1)  # one point per chunk, as at d = 10⁷
+    calls: list[int] = []
+
+    def predict(x: torch.Tensor) -> torch.Tensor:  # a model that is u* plus a smooth error
+        calls.append(x.shape[0])
+        return problem.u_exact(x) + 0.01 * x[:, 0] * problem.boundary(x)
+
+    one = evaluate(problem, predict, test, torch.float64, predict_rows=1)
+    assert calls == [1] * 50
+    calls.clear()
+    grouped = evaluate(problem, predict, test, torch.float64, predict_rows=16)
+    assert calls == [16, 16, 16, 2]
+    for k in ("rel_l2", "null_rel_l2", "aniso_ratio"):
+        assert math.isclose(one[k], grouped[k], rel_tol=1e-12), k
+    assert 0 < grouped["rel_l2"] < grouped["null_rel_l2"]
