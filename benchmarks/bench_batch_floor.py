@@ -2,7 +2,7 @@
 against the least any batch + two-body source needs, and against whole optimizer steps.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_batch_floor.py [--dim 1e6] [--batches 16 100] [--repeats 5]
-        [--steps 3] [--out docs/bench_batch_floor.json]
+        [--steps 3] [--lifetime 1] [--adam-lifetime 1] [--out docs/bench_batch_floor.json]
 
 One torch thread; every figure is the median of ``--repeats`` timings (``--steps`` for whole steps, after one
 warm-up step). Per batch size N, on ``sine_gordon_two_body`` at ``--dim`` d (width 128, depth 4, float32):
@@ -17,7 +17,9 @@ warm-up step). Per batch size N, on ``sine_gordon_two_body`` at ``--dim`` d (wid
              commit 1b3a247, float64 throughout before; cast back: what a step's batch pays);
 - batch:     a step's whole batch as the engines draw it (``BatchSource.get``: points, directions, boundary jet,
              source);
-- sdze, sdgd_adam: whole steps (batch + update) through ``Solver.local_step``, the update timed apart.
+- sdze, sdgd_adam: whole steps (batch + update) through ``Solver.local_step``, the update timed apart; each with
+             its points' lifetime (``--lifetime`` for sdze, ``--adam-lifetime`` for sdgd_adam; knob
+             ``point_lifetime``: 1/L of the batch drawn and evaluated per step).
 
 Every figure is also recorded in process CPU seconds (``cpu``, ``cpu_ratios``): on a shared machine the wall clock
 stretches with the load, CPU time much less. Ratios: batch / floor, (points + source) / floor, whole sdze step /
@@ -101,7 +103,7 @@ def ours(n: int, d: int, repeats: int) -> dict:
     return {"points_s": points, "source_s": source}
 
 
-def steps(method: str, n: int, d: int, k: int) -> dict:
+def steps(method: str, n: int, d: int, k: int, lifetime: int = 1) -> dict:
     """Median batch and update seconds of ``k`` steps after one warm-up step, as bench_core's ladder times them."""
     from bench_core import BASELINE_SETTINGS
 
@@ -113,19 +115,25 @@ def steps(method: str, n: int, d: int, k: int) -> dict:
         {
             "problem": {"name": "sine_gordon_two_body", "dim": d},
             "model": {"width": 128, "depth": 4},
-            "solver": {"method": method, "batch_size": n, "steps": 10**6, **{"samples": 16, **extra}},
+            "solver": {
+                "method": method,
+                "batch_size": n,
+                "steps": 10**6,
+                "point_lifetime": lifetime,
+                **{"samples": 16, **extra},
+            },
             "eval": {"test_points": 16, "every": 10**7},
         }
     )
     solver = Solver(spec.to_config())
     tb, tu, cb, cu = [], [], [], []
-    for t in range(k + 1):
+    for t in range(k + lifetime):  # the first ``lifetime`` steps draw whole groups for the first time: warm-up
         a, ca = time.perf_counter(), time.process_time()
         solver.engine.batches.get(t, 0)
         b, cb0 = time.perf_counter(), time.process_time()
         solver.local_step(t)
         c, cc = time.perf_counter(), time.process_time()
-        if t > 0:
+        if t >= lifetime:
             tb.append(b - a)
             tu.append(c - b)
             cb.append(cb0 - ca)
@@ -137,10 +145,11 @@ def steps(method: str, n: int, d: int, k: int) -> dict:
         "update_s": update,
         "step_s": batch + update,
         "cpu": {"batch_s": cpu_batch, "update_s": cpu_update, "step_s": cpu_batch + cpu_update},
+        "point_lifetime": lifetime,
     }
 
 
-def row(n: int, d: int, repeats: int, k: int) -> dict:
+def row(n: int, d: int, repeats: int, k: int, lifetime: int = 1, adam_lifetime: int = 1) -> dict:
     r = {"batch_size": n, "dim": d, "load_before": load()}
     CPU.clear()
     r["floor"] = floor_parts(n, d, repeats)
@@ -149,8 +158,8 @@ def row(n: int, d: int, repeats: int, k: int) -> dict:
     c["floor_s"] = c["randn_s"] + c["sin_s"] + c["cos_s"]
     c["floor64_s"] = c["randn_s"] + c["cast64_s"] + 2 * (c["sin64_s"] + c["cos64_s"])
     r["cpu"] = c
-    r["sdze"] = steps("sdze", n, d, k)
-    r["sdgd_adam"] = steps("sdgd_adam", n, d, k)
+    r["sdze"] = steps("sdze", n, d, k, lifetime)
+    r["sdgd_adam"] = steps("sdgd_adam", n, d, k, adam_lifetime)
     r["load_after"] = load()
     f = r["floor"]["floor_s"]
     o = r["ours"]
@@ -216,6 +225,8 @@ def main() -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=[16, 100])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--lifetime", type=int, default=1, help="sdze's point_lifetime")
+    ap.add_argument("--adam-lifetime", type=int, default=1, help="sdgd_adam's point_lifetime")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_batch_floor.json"))
     args = ap.parse_args()
     import torch
@@ -230,7 +241,7 @@ def main() -> None:
         "rows": [],
     }
     for n in args.batches:
-        result["rows"].append(row(n, int(args.dim), args.repeats, args.steps))
+        result["rows"].append(row(n, int(args.dim), args.repeats, args.steps, args.lifetime, args.adam_lifetime))
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result["rows"][-1]), flush=True)
     print(table(result["rows"]))
