@@ -1,13 +1,15 @@
-"""Step cost against the collocation points' lifetime (knob ``point_lifetime``), side by side in one process.
+"""Step cost against the batch size and the collocation points' lifetime (knob ``point_lifetime``), side by side
+in one process: what a step and what a fresh point cost.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_point_lifetime.py --dim 100000 --lifetimes 1 2 4 10 \
+    OMP_NUM_THREADS=1 python benchmarks/bench_point_lifetime.py --dim 100000 --configs 100:1 100:4 100:10 200:1 \
         --method sdze --steps 20 --out docs/bench_point_lifetime_d1e5.json
 
-One Solver per lifetime (same spec otherwise: the method's defaults, batch 100, width 128, depth 4, float32),
-stepped in turn (lifetime a step t, lifetime b step t, …) so the machine's load falls on all alike; after 3
-warm-up steps, per step: the whole step's wall time and the part spent getting the batch (``BatchSource.get``:
-drawing points, their source values, directions and boundary jets). Medians over ``--steps``. Writes the command,
-commit, torch threads and load averages beside the rows.
+One Solver per ``N:L`` config (batch size N, point_lifetime L; otherwise the method's defaults, width 128,
+depth 4, float32), stepped in turn (config a step t, config b step t, …) so the machine's load falls on all alike;
+after ``max(3, L)`` warm-up steps, per step: the whole step's wall time and the part spent getting the batch
+(``BatchSource.get``: drawing points, their source values, directions and boundary jets). Medians over ``--steps``,
+and the seconds per 100 fresh points (a step draws N/L of them). Writes the command, commit, torch threads and load
+averages beside the rows.
 """
 
 from __future__ import annotations
@@ -37,25 +39,26 @@ def _commit() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dim", type=int, default=100_000)
-    ap.add_argument("--lifetimes", type=int, nargs="+", default=[1, 2, 4, 10])
+    ap.add_argument("--configs", nargs="+", default=["100:1", "100:4", "100:10"], help="N:L pairs")
     ap.add_argument("--method", default="sdze")
-    ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    configs = [tuple(int(v) for v in c.split(":")) for c in a.configs]
     solvers = {}
-    for L in a.lifetimes:
+    for N, L in configs:
         spec = JobSpec.model_validate(
             {
                 "problem": {"name": "sine_gordon_two_body", "dim": a.dim},
-                "solver": {"method": a.method, "steps": 10**6, "batch_size": a.batch, "point_lifetime": L},
+                "solver": {"method": a.method, "steps": 10**6, "batch_size": N, "point_lifetime": L},
                 "eval": {"test_points": 10, "every": 10**6},
             }
         )
-        solvers[L] = Solver(spec.to_config())
-        solvers[L].start()
-    batch_s = {L: 0.0 for L in a.lifetimes}
+        solvers[(N, L)] = Solver(spec.to_config())
+        solvers[(N, L)].start()
+    batch_s = dict.fromkeys(configs, 0.0)
     original = BatchSource.get
+    current = [configs[0]]
 
     def timed_get(self, step, worker, with_source=True):
         t0 = time.perf_counter()
@@ -64,43 +67,42 @@ def main() -> None:
         return out
 
     BatchSource.get = timed_get
-    current = [a.lifetimes[0]]
-    rows = {L: {"step_s": [], "batch_s": []} for L in a.lifetimes}
+    rows = {c: {"step_s": [], "batch_s": []} for c in configs}
     loads = [os.getloadavg()[0]]
-    for t in range(3 + a.steps):
-        for L, s in solvers.items():
-            current[0], batch_s[L] = L, 0.0
+    warm = max(3, *(L for _, L in configs))
+    for t in range(warm + a.steps):
+        for c, s in solvers.items():
+            current[0], batch_s[c] = c, 0.0
             t0 = time.perf_counter()
             s.local_step(t)
             dt = time.perf_counter() - t0
-            if t >= 3:
-                rows[L]["step_s"].append(dt)
-                rows[L]["batch_s"].append(batch_s[L])
+            if t >= warm:
+                rows[c]["step_s"].append(dt)
+                rows[c]["batch_s"].append(batch_s[c])
         loads.append(os.getloadavg()[0])
     table = []
-    base = statistics.median(rows[a.lifetimes[0]]["step_s"])
-    for L in a.lifetimes:
-        step, batch = statistics.median(rows[L]["step_s"]), statistics.median(rows[L]["batch_s"])
+    for N, L in configs:
+        step, batch = statistics.median(rows[(N, L)]["step_s"]), statistics.median(rows[(N, L)]["batch_s"])
         table.append(
             {
-                "lifetime": L,
+                "batch_size": N,
+                "point_lifetime": L,
                 "step_s": round(step, 4),
                 "batch_s": round(batch, 4),
                 "rest_s": round(step - batch, 4),
-                "steps_per_s_vs_first": round(base / step, 3),
+                "s_per_100_fresh_points": round(step * 100 * L / N, 4),
             }
         )
         print(json.dumps(table[-1]), flush=True)
     result = {
         "command": "OMP_NUM_THREADS=1 python benchmarks/bench_point_lifetime.py "
-        + f"--dim {a.dim} --lifetimes {' '.join(map(str, a.lifetimes))} --method {a.method} --batch {a.batch} "
-        + f"--steps {a.steps}"
+        + f"--dim {a.dim} --configs {' '.join(a.configs)} --method {a.method} --steps {a.steps}"
         + (f" --out {a.out}" if a.out else ""),
         "commit": _commit(),
         "torch_threads": torch.get_num_threads(),
         "load1_min_max": [min(loads), max(loads)],
         "rows": table,
-        "per_step": rows,
+        "per_step": {f"{N}:{L}": r for (N, L), r in rows.items()},
     }
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=1))
