@@ -1,15 +1,17 @@
 """Collocation points that live several steps (knob ``point_lifetime``): a batch refreshed in part each step.
 
-At high d drawing the points and evaluating the source f on them is most of a step (d = 10⁵, N = 100: 0.26 s of
-a 0.45 s ``sdze`` step, ``benchmarks/bench_point_lifetime.py``). With lifetime L > 1 a worker's batch of N points
+At high d drawing the points and evaluating the source f on them is most of a step (d = 10⁵, N = 100: 0.23 s of
+a 0.41 s ``sdze`` step, ``benchmarks/bench_point_lifetime.py``). With lifetime L > 1 a worker's batch of N points
 is L groups of ⌈N/L⌉ or ⌊N/L⌋ points; group g is redrawn at the steps t ≡ g (mod L) and kept, with its source
 and boundary values, for the L steps that follow. Each step therefore draws and evaluates about N/L new points,
 and each point enters L consecutive steps' residuals.
 
 Every point is still drawn from the domain's law, so each step's loss is an unbiased estimate of the population
 loss; what changes is that consecutive steps share most of their points (the steps are correlated and the
-Gauss–Newton step re-fits points it has seen). What that costs in accuracy against what it buys in steps is
-measured, not assumed (docs/benchmarks.md, "point lifetime").
+Gauss–Newton step re-fits points it has seen). Measured (docs/benchmarks.md, session 11): at d = 10⁵ the default
+``sdze`` learns in proportion to the distinct points it has seen, not the steps — L = 4 took 1.8× the steps of L = 1
+in 30 minutes and ended at aniso 0.714 against 0.574, exactly where L = 1 stood after as many distinct points; L = 10
+did worse than that. Hence the default 1: the knob is for problems whose source costs far more than a step.
 
 Determinism: group g of worker w at step t holds the points drawn from seed(job, "pool", born, w, g) with
 born = t − ((t − g) mod L), the latest step ≤ t at which the group was refreshed (negative before step g: the
