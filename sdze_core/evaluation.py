@@ -20,8 +20,9 @@ from .sampling import TestSet
 
 class PointGather:
     """Test points gathered into one reused (rows, d) buffer for a single ``predict`` call: each call reads the
-    whole first layer, h·d numbers (5 GB at d = 10⁷), so predicting point by point made a d = 10⁷ evaluation ≈ 1 s
-    a point; a fresh ``torch.cat`` per call cost ≈ 0.3 s of page faults there (640 MB at 16 points)."""
+    whole first layer, h·d numbers (5 GB at d = 10⁷, where a test chunk is one point). Measured, a d = 10⁷
+    evaluation still costs ≈ 1.5 s a point (docs/benchmarks.md, session 11): the float64 draw and u* dominate. A
+    reused buffer, not a fresh ``torch.cat`` per call, whose page faults (640 MB at 16 points) cost more."""
 
     def __init__(self, rows: int, dim: int, dtype, device):
         self.rows, self.dim, self.dtype, self.device = max(1, rows), dim, dtype, device
