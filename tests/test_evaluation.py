@@ -7,9 +7,9 @@ import math
 
 import torch
 
+from sdze_core import sampling
 from sdze_core.evaluation import evaluate
 from sdze_core.problems import make_problem
-from sdze_core import sampling
 
 
 def test_gathered_predictions_give_the_same_metrics_with_fewer_calls():
