@@ -24,8 +24,8 @@ class PointGather:
     evaluation still costs ≈ 1.5 s a point (docs/benchmarks.md, session 11): the float64 draw and u* dominate. A
     reused buffer, not a fresh ``torch.cat`` per call, whose page faults (640 MB at 16 points) cost more."""
 
-    def __init__(self, rows: int, dim: int, dtype, device):
-        self.rows, self.dim, self.dtype, self.device = max(1, rows), dim, dtype, device
+    def __init__(self, rows: int, dtype, device):
+        self.rows, self.dtype, self.device = max(1, rows), dtype, device
         self.buf: Tensor | None = None  # owned, reused across calls
         self.whole: Tensor | None = None  # a chunk of at least ``rows`` points passed through (not owned)
         self.n = 0
@@ -40,7 +40,7 @@ class PointGather:
             held, self.whole, self.n = self.whole, None, 0
             self.add(held)
         if self.buf is None or self.n + m > self.buf.shape[0]:
-            grown = torch.empty(max(self.rows, self.n + m), self.dim, dtype=self.dtype, device=self.device)
+            grown = torch.empty(max(self.rows, self.n + m), x.shape[1], dtype=self.dtype, device=self.device)
             if self.n:
                 grown[: self.n].copy_(self.buf[: self.n])
             self.buf = grown
@@ -71,7 +71,7 @@ def evaluate(
     at least ``predict_rows`` points at a time (``PointGather``). The solvers pass their batch size: the gathered
     points take no more memory than a step's batch."""
     se = uu = rb = bb = rr = 0.0
-    gather = PointGather(predict_rows, problem.dim, dtype, device)
+    gather = PointGather(predict_rows, dtype, device)
     stars: list[Tensor] = []
 
     def flush() -> float:

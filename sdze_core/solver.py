@@ -22,7 +22,7 @@ from .baselines import AdamEngine
 from .config import FIRST_ORDER_METHODS, RunConfig
 from .constant_start import fit_output_bias
 from .engine import SDZEEngine, WorkerReport
-from .evaluation import PointGather, evaluate
+from .evaluation import evaluate
 from .model import MLP
 from .norms import row_norms
 from .output_refit import refit_output_layer, refit_points, refit_rows
@@ -291,15 +291,14 @@ def write_samples(solver: Solver, path: Path, max_floats: int = 20_000_000, head
     n = min(cfg.eval.sample_points, ts.n)
     xs, xh, rs, up, ue, bs = [], [], [], [], [], []
     full = n * cfg.problem.dim <= max_floats
-    got, gather = 0, PointGather(cfg.solver.batch_size, cfg.problem.dim, solver.dtype, solver.device)
+    got = 0
     for x in ts.chunks(torch.float64, solver.device):
         x = x[: n - got]
         got += x.shape[0]
         # a copy: a view's numpy array would keep the whole chunk alive (at d = 10^7 a chunk is one 80 MB row)
         (xs if full else xh).append((x if full else x[:, :head]).cpu().numpy().copy())
         rs.append(row_norms(x).cpu().numpy())
-        if gather.add(x) or got >= n:  # one predict call per batch_size points (evaluation.PointGather)
-            up.append(solver.predict(gather.take()).double().cpu().numpy())
+        up.append(solver.predict(x).double().cpu().numpy())
         has_exact = getattr(solver.problem, "has_exact", True)  # user PDEs may have no u*: NaN then
         ue.append(solver.problem.u_exact(x).cpu().numpy() if has_exact else np.full(x.shape[0], np.nan))
         bs.append(solver.problem.boundary(x).cpu().numpy())

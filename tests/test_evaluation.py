@@ -34,7 +34,7 @@ def test_gathered_predictions_give_the_same_metrics_with_fewer_calls():
 def test_point_gather_reuses_one_buffer_and_never_writes_into_a_passed_chunk():
     from sdze_core.evaluation import PointGather
 
-    g = PointGather(4, 3, torch.float32, "cpu")
+    g = PointGather(4, torch.float32, "cpu")
     rows = [torch.full((1, 3), float(i), dtype=torch.float64) for i in range(9)]
     out = []
     for r in rows:
@@ -44,7 +44,7 @@ def test_point_gather_reuses_one_buffer_and_never_writes_into_a_passed_chunk():
     assert [o[:, 0].tolist() for o in out] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert g.buf is buf and g.n == 1  # the same buffer for every call; one point waiting
     big = torch.arange(15.0).reshape(5, 3)
-    g2 = PointGather(4, 3, torch.float32, "cpu")
+    g2 = PointGather(4, torch.float32, "cpu")
     assert g2.add(big) and g2.take() is big  # a chunk of ≥ rows points passes through without a copy
     g2.add(torch.ones(1, 3))
     assert torch.equal(big, torch.arange(15.0).reshape(5, 3))  # ... and is never written into

@@ -36,7 +36,7 @@ def evaluate_solver(solver) -> dict[str, float | None]:
     (rel_l2, null_rel_l2, aniso_ratio) are None where there is no closed form."""
     p, cfg = solver.problem, solver.cfg
     out: dict[str, float | None] = {"rel_l2": None, "null_rel_l2": None, "aniso_ratio": None}
-    out.update(evaluate(p, solver.predict, test_set(cfg, p), solver.dtype, solver.device, cfg.solver.batch_size))
+    out.update(evaluate(p, solver.predict, test_set(cfg, p), solver.dtype, solver.device))
     low = solver.engine.lowrank_terms(None) if solver.zeroth_order else None
     seed = derive(cfg.seed, "validation", cfg.problem.seed)
     out.update(validation_residual(p, solver.model, low, seed, dtype=solver.dtype, device=solver.device))
