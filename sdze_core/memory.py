@@ -16,8 +16,7 @@ d = problem.dim, h = model.width, L = model.depth, N = solver.batch_size:
              > 1 (the pool's groups beside the assembled batch); and f(x) in float64 blocks of at most 2^22
              numbers (``residual.source_chunked``), 3 blocks alive;
 - evaluation: a test chunk of rows = min(eval.chunk, test_points, 2^22/d) points (``sampling.TestSet.rows``)
-             in float64, its cast, and the exact solution's temporaries: 2·rows·d·(8 + s), plus the N·d·s points
-             gathered for one predict call (``evaluation.PointGather``);
+             in float64, its cast, and the exact solution's temporaries: 2·rows·d·(8 + s);
 - checkpoint: writing a checkpoint or the model costs no copy (``save_file`` writes from the tensors' memory) and
              restoring one reads the model's tensors in place (``state_io.load_into``); what is left: the
              optimizer state, which is restored whole beside the live one, and samples.npz's points in float64
@@ -112,7 +111,7 @@ def estimate(cfg: RunConfig) -> MemoryEstimate:
     resident = {"runtime": RUNTIME_BYTES, "weights": P * s, "optimizer": opt}
     phases = {
         "step": batch + 3 * 8 * max(min(N * d, BLOCK_FLOATS), d),  # a block holds at least one point
-        "evaluation": 2 * rows * d * (8 + s) + N * d * s,  # + the gathered points of one predict call
+        "evaluation": 2 * rows * d * (8 + s),
         "checkpoint": opt + 2 * 8 * sample_floats,
     }
     return MemoryEstimate({k: int(v) for k, v in resident.items()}, {k: int(v) for k, v in phases.items()})

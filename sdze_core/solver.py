@@ -195,12 +195,8 @@ class Solver:
             low = self.engine.lowrank_terms(None) if self.zeroth_order else None
             seed = derive(self.cfg.seed, "validation", self.cfg.problem.seed)
             ts = test_set(self.cfg, self.problem)
-            rows = self.cfg.solver.batch_size  # points per predict call (evaluation.evaluate)
-            return user_pde_metrics(
-                self.problem, self.model, low, self.predict, ts, seed, self.dtype, self.device, rows
-            )
-        ts = test_set(self.cfg, self.problem)
-        out = evaluate(self.problem, self.predict, ts, self.dtype, self.device, self.cfg.solver.batch_size)
+            return user_pde_metrics(self.problem, self.model, low, self.predict, ts, seed, self.dtype, self.device)
+        out = evaluate(self.problem, self.predict, test_set(self.cfg, self.problem), self.dtype, self.device)
         low = self.engine.lowrank_terms(None) if self.zeroth_order else None
         seed = derive(self.cfg.seed, "validation", self.cfg.problem.seed)
         return {**out, **validation_residual(self.problem, self.model, low, seed, dtype=self.dtype, device=self.device)}

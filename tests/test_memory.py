@@ -23,7 +23,7 @@ def test_parts_follow_their_formulas():
     assert param_count(d, h, L) == P
     assert e.resident == {"runtime": RUNTIME_BYTES, "weights": 4 * P, "optimizer": 0}
     assert e.phases["step"] == N * d * 4 + 3 * 8 * BLOCK_FLOATS  # N·d = 10^7 > 2^22: full source blocks
-    assert e.phases["evaluation"] == 2 * (BLOCK_FLOATS // d) * d * 12 + N * d * 4  # + one predict call's points
+    assert e.phases["evaluation"] == 2 * (BLOCK_FLOATS // d) * d * 12
     # checkpoints are written from and read into the live tensors; 2000 sample points × 10^5 > 2·10^7 numbers:
     # samples.npz keeps 8 coordinates and the radius per point
     assert e.phases["checkpoint"] == 2 * 8 * 2000 * 9

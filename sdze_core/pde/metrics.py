@@ -99,22 +99,13 @@ def effective_mlp(model: MLP, lowrank: list | None) -> MLP:
 
 
 def user_pde_metrics(
-    problem,
-    model: MLP,
-    lowrank: list | None,
-    predict,
-    test: TestSet,
-    seed: int,
-    dtype=torch.float32,
-    device="cpu",
-    predict_rows: int = 1,
+    problem, model: MLP, lowrank: list | None, predict, test: TestSet, seed: int, dtype=torch.float32, device="cpu"
 ) -> dict[str, float | None]:
     """Everything a user PDE's evaluation reports: rel L2 / null / aniso where u* exists (else None), the
-    held-out residual (also as ``val_residual``, the trainer's best-state criterion) and the boundary error.
-    ``predict_rows``: points per ``predict`` call (``evaluation.evaluate``)."""
+    held-out residual (also as ``val_residual``, the trainer's best-state criterion) and the boundary error."""
     out: dict[str, float | None] = {"rel_l2": None, "null_rel_l2": None, "aniso_ratio": None}
     if problem.has_exact:
-        out.update(evaluate(problem, predict, test, dtype, device, predict_rows))
+        out.update(evaluate(problem, predict, test, dtype, device))
     n = max(64, min(test.n, 2000))
     res = residual_metrics(problem, effective_mlp(model, lowrank), n, seed, dtype, device)
     out.update(res)
