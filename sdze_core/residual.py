@@ -65,9 +65,14 @@ def make_batch(
     here by the batch's points.
     """
     x = sample_points(problem, n, gen, dtype, device)
-    f = source_chunked(problem, x).to(dtype) if with_source else None
-    g = boundary_chunked(problem, x, dtype) if with_source else None
+    f, g = source_and_boundary(problem, x, dtype) if with_source else (None, None)
     return batch_at_points(problem, x, f, g, estimator, samples, gen, dtype, device, dirs)
+
+
+def source_and_boundary(problem: Problem, x: Tensor, dtype) -> tuple[Tensor, Tensor | None]:
+    """f(x) (N,) and the boundary values g(x) (N,) or None where g ≡ 0, in the batch dtype: what a batch carries
+    beside its points (and what a ``point_pool`` group keeps)."""
+    return source_chunked(problem, x).to(dtype), boundary_chunked(problem, x, dtype)
 
 
 def batch_at_points(
@@ -136,12 +141,16 @@ class BatchSource:
         self.pool = (
             None
             if lifetime == 1
-            else PointPool(problem, solver.batch_size, lifetime, job_seed, dtype, device, self._evaluate)
+            else PointPool(
+                problem,
+                solver.batch_size,
+                lifetime,
+                job_seed,
+                dtype,
+                device,
+                lambda x: source_and_boundary(problem, x, dtype),
+            )
         )
-
-    def _evaluate(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """f(x) and g(x) (None where g ≡ 0) in the batch dtype: what a pool group keeps beside its points."""
-        return source_chunked(self.problem, x).to(self.dtype), boundary_chunked(self.problem, x, self.dtype)
 
     def _directions(self, step: int) -> Directions | None:
         if self.solver.estimator not in W1_ESTIMATORS:
